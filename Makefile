@@ -1,0 +1,34 @@
+# Every target sets up its own environment first: a virtual environment in .venv with the
+# pinned CPU torch installed before anything else (an unpinned torch pulls CUDA wheels).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: report test test-slow check bench clean-venv
+
+report: $(STAMP)  ## the main job: surgery report beta0.01 vs beta1.0 (trains the policies if missing)
+	$(BIN)/python -m interp.train --betas 0.01 1.0
+
+test: $(STAMP)  ## the fast test suite (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)  ## the slow tests: real training runs
+	$(BIN)/python -m pytest -q -m slow
+
+check: $(STAMP)  ## lint + fast tests
+	$(BIN)/python -m ruff check interp tests benchmarks analyses
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## timing ratios, see benchmarks/README.md
+	$(BIN)/python benchmarks/bench_train.py
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,35 @@
+"""interp: mechanistic interpretability of DPO's out-of-distribution extrapolation.
+
+    >>> from interp import load, tokens
+    >>> model = load("beta0.01")                       # a HookedTransformer, eval mode
+    >>> logits, cache = model.run_with_cache(tokens("305="))
+
+Names are loaded lazily so that `python -m interp.<tool>` does not import its own module
+twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load": "interp.checkpoints",
+    "load_checkpoint": "interp.checkpoints",
+    "policies": "interp.checkpoints",
+    "trajectory": "interp.checkpoints",
+    "encode": "interp.data",
+    "decode": "interp.data",
+    "tokens": "interp.data",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'interp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,511 @@
+"""The only code that reads or writes model files, and policy-name resolution.
+
+Layout under the checkpoint root (default `./checkpoints`, or $INTERP_CHECKPOINTS):
+
+    <root>/<preset>/<policy>/
+        run.json                 the run: loss, β, seed, reference, hyper-parameters, status
+        log.json                 per-step training log (columns)
+        step_000025/
+            model.safetensors    raw HookedTransformer parameters (no weight processing)
+            config.json          the HookedTransformerConfig fields that rebuild the model
+            meta.json            policy, loss, β, seed, step, epoch, preset, reference, git
+                                 commit, sha256 of model.safetensors, vocabulary, evaluation
+            optimizer.safetensors  only in the newest checkpoint of an unfinished run
+
+Names. A policy is `ref` (the SFT model) or `[loss-]beta<β>`, with `-s<seed>` for seeds
+other than 0 and `<preset>/` in front for presets other than `sweep`: `beta0.01`,
+`ipo-beta0.1-s2`, `grokking/beta0.5`. β is written with three significant digits and
+matched numerically, so `beta1`, `beta1.0` and `beta=1.0` are one run.
+
+Every folder is written under a temporary name and renamed into place, so an interrupted
+write never leaves a half checkpoint that looks whole; the weights' sha256 is checked on
+every load and parameter names must match the architecture exactly. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from interp.cli import UserError, option, parse, run
+from interp.data import VOCAB
+from interp.lens import HookedTransformer
+from interp.losses import LOSSES
+from interp.model import build_model, config_from_dict, config_to_dict
+
+DEFAULT_PRESET = "sweep"
+REF = "ref"
+MODEL_FILE, CONFIG_FILE, META_FILE, OPTIM_FILE = (
+    "model.safetensors",
+    "config.json",
+    "meta.json",
+    "optimizer.safetensors",
+)
+RUN_FILE, LOG_FILE = "run.json", "log.json"
+
+
+class PolicyNotFound(UserError, LookupError):
+    """No run (or no such step) answers to a policy name."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint on disk is incomplete, corrupt or of another architecture."""
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("INTERP_CHECKPOINTS", "checkpoints"))
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def round_beta(beta: float) -> float:
+    return float(f"{beta:.3g}")
+
+
+def format_beta(beta: float) -> str:
+    return repr(round_beta(beta))
+
+
+@dataclass(frozen=True)
+class PolicyKey:
+    """What identifies a run: preset, loss (`sft` for the reference), β and seed."""
+
+    preset: str = DEFAULT_PRESET
+    loss: str = "dpo"
+    beta: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.beta is not None:
+            object.__setattr__(self, "beta", round_beta(self.beta))
+
+    @property
+    def is_ref(self) -> bool:
+        return self.loss == "sft"
+
+    @property
+    def local_name(self) -> str:
+        """The name within its preset (also the run folder's name)."""
+        base = REF if self.is_ref else f"beta{format_beta(self.beta)}"
+        if not self.is_ref and self.loss != "dpo":
+            base = f"{self.loss}-{base}"
+        return base + (f"-s{self.seed}" if self.seed else "")
+
+    @property
+    def name(self) -> str:
+        prefix = "" if self.preset == DEFAULT_PRESET else f"{self.preset}/"
+        return prefix + self.local_name
+
+    @property
+    def reference(self) -> PolicyKey:
+        """The reference (SFT) policy a preference run starts from: same preset and seed."""
+        return PolicyKey(self.preset, "sft", None, self.seed)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_NUM = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_NAME_RE = re.compile(
+    rf"^(?:(?P<preset>[a-z][a-z0-9_]*)/)?(?:(?P<loss>[a-z]+)-)?"
+    rf"(?:(?P<ref>ref)|beta[=_:]?(?P<beta>{_NUM}))(?:-s(?P<seed>\d+))?$",
+    re.IGNORECASE,
+)
+
+
+def parse_policy(name: str) -> PolicyKey:
+    """The key a policy name denotes; raises PolicyNotFound for a malformed name."""
+    m = _NAME_RE.match(name.strip())
+    loss = (m.group("loss") or "dpo").lower() if m else None
+    if not m or (m.group("ref") and m.group("loss")) or (loss not in LOSSES and not m.group("ref")):
+        raise PolicyNotFound(
+            f"cannot read policy name {name!r}: expected ref, beta<β> or <loss>-beta<β> "
+            f"(losses: {', '.join(LOSSES)}), optionally -s<seed> and a <preset>/ prefix"
+        )
+    preset = (m.group("preset") or DEFAULT_PRESET).lower()
+    seed = int(m.group("seed") or 0)
+    if m.group("ref"):
+        return PolicyKey(preset, "sft", None, seed)
+    return PolicyKey(preset, loss, float(m.group("beta")), seed)
+
+
+# ----------------------------------------------------------------------------- atomic I/O
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(
+            f"cannot read {path}: {e}; delete the run folder and retrain"
+        ) from None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@cache
+def git_commit() -> str | None:
+    """The commit of the code that wrote a file ("+dirty" if the tree had changes)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def _optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    tensors, plain = {}, {}
+    for idx, st in state["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{idx}.{k}"] = v.detach().contiguous().clone()
+            else:
+                plain[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": json.dumps(state["param_groups"]), "plain": json.dumps(plain)}
+
+
+def _optimizer_state(path: Path) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        for key in f.keys():
+            idx, k = key.split(".", 1)
+            state.setdefault(int(idx), {})[k] = f.get_tensor(key)
+    for key, v in json.loads(meta["plain"]).items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": json.loads(meta["param_groups"])}
+
+
+def step_dirname(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: HookedTransformer,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Path:
+    """Write one checkpoint folder atomically; returns its path.
+
+    `meta` gets the step, the vocabulary, the git commit and the weights' sha256 added.
+    With `optimizer`, its state is saved beside the weights (for resuming).
+    """
+    final = run_dir / step_dirname(step)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=run_dir))
+    try:
+        weights = {k: v.detach().contiguous().clone() for k, v in model.named_parameters()}
+        save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        write_json(tmp / CONFIG_FILE, config_to_dict(model.cfg))
+        meta = {
+            **meta,
+            "step": step,
+            "vocab": list(VOCAB),
+            "git_commit": git_commit(),
+            "sha256": sha256_file(tmp / MODEL_FILE),
+        }
+        write_json(tmp / META_FILE, meta)
+        if optimizer is not None:
+            tensors, extra = _optimizer_tensors(optimizer.state_dict())
+            save_file(tensors, str(tmp / OPTIM_FILE), metadata=extra)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load_optimizer_state(ckpt_dir: Path) -> dict | None:
+    path = ckpt_dir / OPTIM_FILE
+    return _optimizer_state(path) if path.exists() else None
+
+
+def drop_optimizer_state(run_dir: Path, keep: Path | None = None) -> None:
+    for p in run_dir.glob(f"step_*/{OPTIM_FILE}"):
+        if keep is None or p.parent != keep:
+            p.unlink()
+
+
+def load_weights(ckpt_dir: Path) -> tuple[HookedTransformer, dict[str, Any]]:
+    """Model and meta of a checkpoint folder, after checking it is whole and untampered."""
+    for f in (MODEL_FILE, CONFIG_FILE, META_FILE):
+        if not (ckpt_dir / f).is_file():
+            raise CheckpointError(
+                f"checkpoint {ckpt_dir} is incomplete (no {f}); delete it and retrain the run"
+            )
+    meta = read_json(ckpt_dir / META_FILE)
+    digest = sha256_file(ckpt_dir / MODEL_FILE)
+    if digest != meta.get("sha256"):
+        raise CheckpointError(
+            f"checkpoint {ckpt_dir} is corrupt: sha256 of {MODEL_FILE} is {digest[:12]}…, "
+            f"meta.json says {str(meta.get('sha256'))[:12]}…; delete it and retrain the run"
+        )
+    try:
+        cfg = config_from_dict(read_json(ckpt_dir / CONFIG_FILE))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir} has an unusable config.json: {e}") from None
+    if meta.get("vocab", list(VOCAB)) != list(VOCAB) or cfg.d_vocab != len(VOCAB):
+        raise CheckpointError(f"checkpoint {ckpt_dir} was written for another vocabulary")
+    model = build_model(cfg)
+    expected = {k: tuple(p.shape) for k, p in model.named_parameters()}
+    try:
+        with safe_open(str(ckpt_dir / MODEL_FILE), framework="pt") as f:
+            found = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir} cannot be read: {e}") from None
+    missing, extra = expected.keys() - found.keys(), found.keys() - expected.keys()
+    bad = [k for k in expected.keys() & found.keys() if tuple(found[k].shape) != expected[k]]
+    if missing or extra or bad:
+        raise CheckpointError(
+            f"checkpoint {ckpt_dir} does not match its config: missing {sorted(missing)}, "
+            f"unexpected {sorted(extra)}, wrong shape {sorted(bad)}"
+        )
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            p.copy_(found[k])
+    return model.eval(), meta
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One saved step of a run; `.model` loads (and caches) the HookedTransformer."""
+
+    policy: str
+    step: int
+    path: Path
+
+    @cached_property
+    def _loaded(self) -> tuple[HookedTransformer, dict[str, Any]]:
+        return load_weights(self.path)
+
+    @property
+    def model(self) -> HookedTransformer:
+        return self._loaded[0]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self._loaded[1] if "_loaded" in self.__dict__ else read_json(self.path / META_FILE)
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["sha256"]
+
+    @property
+    def eval(self) -> dict[str, Any]:
+        return self.meta.get("eval", {})
+
+
+@dataclass(frozen=True)
+class Run:
+    """A training run on disk."""
+
+    key: PolicyKey
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+    @cached_property
+    def info(self) -> dict[str, Any]:
+        return read_json(self.path / RUN_FILE)
+
+    @property
+    def complete(self) -> bool:
+        return self.info.get("status") == "complete"
+
+    def steps(self) -> list[int]:
+        out = []
+        for p in self.path.glob("step_*"):
+            if p.is_dir() and re.fullmatch(r"step_\d{6}", p.name) and (p / META_FILE).exists():
+                out.append(int(p.name[5:]))
+        return sorted(out)
+
+    def checkpoint(self, step: int | None = None) -> Checkpoint:
+        steps = self.steps()
+        if not steps:
+            raise PolicyNotFound(f"policy {self.name} has no checkpoints yet; train it first")
+        if step is None:
+            if not self.complete:
+                raise PolicyNotFound(
+                    f"policy {self.name} is unfinished (last saved step {steps[-1]}); resume it "
+                    "with python -m interp.train, or pass step=N for a saved step"
+                )
+            step = steps[-1]
+        if step not in steps:
+            raise PolicyNotFound(
+                f"policy {self.name} has no step {step}; saved steps: {_compact(steps)}"
+            )
+        return Checkpoint(self.name, step, self.path / step_dirname(step))
+
+    def trajectory(self) -> list[Checkpoint]:
+        return [Checkpoint(self.name, s, self.path / step_dirname(s)) for s in self.steps()]
+
+    def log(self) -> dict[str, list]:
+        p = self.path / LOG_FILE
+        return read_json(p) if p.exists() else {}
+
+
+def _compact(steps: list[int]) -> str:
+    return (
+        ", ".join(map(str, steps))
+        if len(steps) <= 8
+        else (f"{', '.join(map(str, steps[:4]))}, …, {', '.join(map(str, steps[-2:]))}")
+    )
+
+
+def iter_runs(root: Path | None = None) -> Iterator[Run]:
+    root = Path(root) if root is not None else default_root()
+    for info_path in sorted(root.glob(f"*/*/{RUN_FILE}")):
+        try:
+            info = json.loads(info_path.read_text())
+            key = PolicyKey(info["preset"], info["loss"], info.get("beta"), int(info["seed"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a run folder of ours
+        yield Run(key, info_path.parent)
+
+
+def policies(root: Path | None = None, complete_only: bool = False) -> list[str]:
+    """Names of the runs under the checkpoint root."""
+    runs = [r for r in iter_runs(root) if r.complete or not complete_only]
+    return sorted({r.name for r in runs}, key=_sort_key)
+
+
+def _sort_key(name: str) -> tuple:
+    k = parse_policy(name)
+    return (k.preset != DEFAULT_PRESET, k.preset, not k.is_ref, k.loss, k.beta or 0.0, k.seed)
+
+
+def find_run(name: str | PolicyKey, root: Path | None = None) -> Run:
+    """The run a name resolves to; PolicyNotFound names what exists if none or several do."""
+    key = name if isinstance(name, PolicyKey) else parse_policy(name)
+    root = Path(root) if root is not None else default_root()
+    matches = [r for r in iter_runs(root) if r.key == key]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        existing = policies(root)
+        listing = ", ".join(existing) if existing else "none (train with: python -m interp.train)"
+        raise PolicyNotFound(f"unknown policy {str(name)!r} under {root}; existing: {listing}")
+    raise PolicyNotFound(
+        f"policy {str(name)!r} is ambiguous under {root}: "
+        + ", ".join(str(r.path) for r in matches)
+        + "; remove the duplicate run folders"
+    )
+
+
+def run_dir(key: PolicyKey, root: Path | None = None) -> Path:
+    """Where the run of `key` lives (or will live)."""
+    root = Path(root) if root is not None else default_root()
+    return root / key.preset / key.local_name
+
+
+def load_checkpoint(name: str, step: int | None = None, root: Path | None = None) -> Checkpoint:
+    return find_run(name, root).checkpoint(step)
+
+
+def load(name: str, step: int | None = None, root: Path | None = None) -> HookedTransformer:
+    """A policy as a HookedTransformer in eval mode: its final checkpoint, or step N."""
+    return load_checkpoint(name, step, root).model
+
+
+def trajectory(name: str, root: Path | None = None) -> list[Checkpoint]:
+    """Every saved checkpoint of a policy, in step order (models load on first use)."""
+    return find_run(name, root).trajectory()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@dataclass
+class InspectOptions:
+    policy: str | None = option(None, help="a policy to show step by step (default: list all)")
+    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m interp.checkpoints`: list the policies, or one policy's checkpoints."""
+    from interp.metrics import eval_table
+
+    prog = "python -m interp.checkpoints"
+    opts = parse(InspectOptions, argv, prog, "List trained policies and their evaluations.")
+    root = Path(opts.checkpoints)
+
+    def body() -> int:
+        if opts.policy is None:
+            runs = sorted(iter_runs(root), key=lambda r: _sort_key(r.name))
+            if not runs:
+                print(f"no policies under {root}; train some with: python -m interp.train")
+                return 0
+            rows = []
+            for r in runs:
+                steps = r.steps()
+                label = r.name + ("" if r.complete else " (unfinished)")
+                ev = r.checkpoint(steps[-1]).eval if steps else {}
+                rows.append((label, steps[-1] if steps else 0, ev))
+            print(eval_table(rows))
+            return 0
+        r = find_run(opts.policy, root)
+        print(f"{r.name}: {r.path} ({'complete' if r.complete else 'unfinished'})")
+        print(eval_table([(r.name, c.step, c.eval) for c in r.trajectory()]))
+        return 0
+
+    return run(body, prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

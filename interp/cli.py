@@ -1,0 +1,82 @@
+"""Command-line plumbing shared by every `python -m interp.<tool>`.
+
+Each tool declares one dataclass of options; every field carries its help string in
+`option(...)`. `parse` turns the dataclass into an argparse parser, `run` calls the tool's
+body and converts a `UserError` (a mistake in what was asked: unknown policy, bad flag
+value, unwritable folder…) into one line on stderr and exit status 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A mistake in the request; the message says what to do instead."""
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, **argparse_kw: Any) -> Any:
+    """A dataclass field that becomes a command-line flag."""
+    meta = {"help": help, **argparse_kw}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda d=default: list(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def build_parser(options: type, prog: str, description: str) -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog=prog, description=description)
+    hints = typing.get_type_hints(options)
+    for f in dataclasses.fields(options):
+        kw = dict(f.metadata)
+        flag = "--" + f.name.replace("_", "-")
+        tp = _unwrap_optional(hints[f.name])
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kw)
+            continue
+        if typing.get_origin(tp) is list:
+            kw.setdefault("nargs", "+")
+            tp = typing.get_args(tp)[0]
+        if default is dataclasses.MISSING:
+            kw["required"] = True
+        else:
+            kw["default"] = default
+            if default is not None and "nargs" not in kw:
+                kw["help"] += f" (default: {default})"
+        parser.add_argument(flag, type=tp, dest=f.name, **kw)
+    return parser
+
+
+def parse(options: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
+    ns = build_parser(options, prog, description).parse_args(argv)
+    return options(**vars(ns))
+
+
+def run(body: Callable[[], int | None], prog: str) -> int:
+    """Run a tool's body; a UserError becomes one line on stderr and exit status 2."""
+    try:
+        return body() or 0
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2

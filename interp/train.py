@@ -1,0 +1,460 @@
+"""SFT and preference training; `python -m interp.train`.
+
+SFT on (s, preferred) pairs gives the reference policy `ref` (Eq. 4). A preference run
+(DPO, Eq. 2, or a relative from `interp.losses`) starts from `ref`'s final weights; the
+reference's log-probabilities of every training sequence are computed once, in eval mode,
+through the same scoring function as the policy's, and cached.
+
+Determinism: initialisation draws from the seed; the order of examples in epoch e is a
+permutation drawn from (seed, e) alone, so it does not depend on β or the loss, and a run
+resumed from a checkpoint sees exactly the batches it would have seen. A run saves step 0
+and `n_checkpoints` evenly spaced steps up to its last, each with the optimizer state of
+the newest one (deleted when the run completes), and evaluates every saved checkpoint on
+the test split (see `interp.metrics.evaluate`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from interp import checkpoints as ck
+from interp.checkpoints import PolicyKey, Run
+from interp.cli import UserError, option, parse, run
+from interp.data import PRESETS, Dataset, Split, encode_pairs, make_dataset
+from interp.lens import HookedTransformer
+from interp.losses import LOSSES, PairLogps, reward_stats, sequence_logprobs, sft_loss
+from interp.metrics import eval_table, evaluate, model_logprobs
+from interp.model import CASE_STUDY, ModelSpec, build_model
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Optimisation settings of one training stage."""
+
+    epochs: int
+    optimizer: str  # adam | adamw | rmsprop
+    lr: float
+    batch_size: int
+    grad_clip: float | None = None
+    weight_decay: float = 0.0
+
+
+# The case study's settings (§3.3). AdamW's "standard weight decay" is torch's 0.01.
+STAGES: dict[str, dict[str, Hyper]] = {
+    "sweep": {
+        "sft": Hyper(epochs=10, optimizer="adam", lr=1e-3, batch_size=16),
+        "pref": Hyper(epochs=3, optimizer="rmsprop", lr=5e-5, batch_size=16),
+    },
+    "grokking": {
+        "sft": Hyper(100, "adamw", 1e-4, 512, grad_clip=5.0, weight_decay=0.01),
+        "pref": Hyper(100, "adamw", 1e-4, 512, grad_clip=5.0, weight_decay=0.01),
+    },
+    # for tests and smoke runs: seconds, not minutes
+    "tiny": {
+        "sft": Hyper(epochs=4, optimizer="adam", lr=3e-3, batch_size=16),
+        "pref": Hyper(epochs=2, optimizer="rmsprop", lr=3e-4, batch_size=16),
+    },
+}
+
+DEFAULT_POLICIES = ("ref", "beta0.01", "beta1.0")
+
+
+def paper_betas() -> list[float]:
+    """The case study's 30 β values, log-spaced in [0.01, 1] (three significant digits)."""
+    return [ck.round_beta(b) for b in np.logspace(-2, 0, 30)]
+
+
+class TrainingDiverged(UserError):
+    """A non-finite loss; the checkpoints saved before it are kept."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    key: PolicyKey
+    hyper: Hyper
+    model: ModelSpec = CASE_STUDY
+    n_checkpoints: int = 30
+
+    @classmethod
+    def for_key(
+        cls, key: PolicyKey, model: ModelSpec = CASE_STUDY, n_checkpoints: int = 30
+    ) -> RunSpec:
+        stage = "sft" if key.is_ref else "pref"
+        return cls(key, STAGES[key.preset][stage], model, n_checkpoints)
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], h: Hyper) -> torch.optim.Optimizer:
+    if h.optimizer == "adam":
+        return torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+    if h.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
+    if h.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=h.lr, weight_decay=h.weight_decay)
+    raise ValueError(f"unknown optimizer {h.optimizer!r}")
+
+
+def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
+    """Step 0 and `n_checkpoints` evenly spaced steps ending at the last one."""
+    return sorted({int(round(x)) for x in np.linspace(0, total_steps, n_checkpoints + 1)})
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order of the n training examples in one epoch: a function of (seed, epoch) only."""
+    g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def batch_indices(seed: int, step: int, n: int, batch_size: int) -> torch.Tensor:
+    """Example indices of training step `step` (1-based); an epoch's last batch may be short."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, i = divmod(step - 1, per_epoch)
+    return epoch_order(seed, epoch, n)[i * batch_size : (i + 1) * batch_size]
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def sft_step_loss(
+    model: HookedTransformer, split: Split, idx: torch.Tensor
+) -> tuple[torch.Tensor, dict]:
+    seq = split.chosen[idx]
+    tokens, mask = split.tokens[seq], split.response_mask[seq]
+    loss = sft_loss(model(tokens, return_type="logits"), tokens, mask).mean()
+    return loss, {}
+
+
+def pair_logps(
+    model: HookedTransformer,
+    split: Split,
+    idx: torch.Tensor,
+    ref_seq_logps: torch.Tensor,
+    ref: HookedTransformer | None = None,
+    with_kl_pairs: bool = False,
+) -> PairLogps:
+    """Policy and cached reference log-probs of a batch of pairs (one forward pass for both
+    responses). With `with_kl_pairs`, also the log-ratio of mismatched pairs (prompt i with
+    the preferred response of pair i−1), which KTO uses for its reference point."""
+    w, l = split.chosen[idx], split.rejected[idx]
+    seqs = torch.cat([w, l])
+    tokens, mask = split.tokens[seqs], split.response_mask[seqs]
+    lp = sequence_logprobs(model(tokens, return_type="logits"), tokens, mask)
+    lens = mask.sum(-1).float()
+    b = len(idx)
+    out = PairLogps(
+        policy_chosen=lp[:b],
+        policy_rejected=lp[b:],
+        ref_chosen=ref_seq_logps[w],
+        ref_rejected=ref_seq_logps[l],
+        len_chosen=lens[:b],
+        len_rejected=lens[b:],
+    )
+    if with_kl_pairs:
+        assert ref is not None
+        kt, km = encode_pairs(split.seq_prompt[w].tolist(), split.seq_response[w].roll(1).tolist())
+        with torch.no_grad():
+            out.kl_logratio = sequence_logprobs(model(kt), kt, km) - model_logprobs(ref, kt, km)
+    return out
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def _run_info(spec: RunSpec, data: Dataset, total: int, save_at: list[int]) -> dict[str, Any]:
+    key = spec.key
+    return {
+        "policy": key.name,
+        "preset": key.preset,
+        "loss": key.loss,
+        "beta": key.beta,
+        "seed": key.seed,
+        "reference": None if key.is_ref else key.reference.name,
+        "hyper": asdict(spec.hyper),
+        "model": asdict(spec.model),
+        "n_train_pairs": data.train.n_pairs,
+        "n_test_pairs": data.test.n_pairs,
+        "total_steps": total,
+        "steps_per_epoch": math.ceil(data.train.n_pairs / spec.hyper.batch_size),
+        "checkpoint_steps": save_at,
+        "status": "running",
+    }
+
+
+_SETTINGS = ("preset", "loss", "beta", "seed", "hyper", "model", "total_steps", "checkpoint_steps")
+
+
+def _resume_point(rdir: Path, info: dict[str, Any]) -> tuple[int, Path] | None:
+    """The newest checkpoint of an unfinished run that holds optimizer state, if any."""
+    if not (rdir / ck.RUN_FILE).exists():
+        return None
+    old = ck.read_json(rdir / ck.RUN_FILE)
+    changed = [k for k in _SETTINGS if old.get(k) != info[k]]
+    if changed:
+        raise UserError(
+            f"{rdir} holds an unfinished run with other settings ({', '.join(changed)}); "
+            "delete that folder to start over"
+        )
+    for step in reversed(Run(PolicyKey(), rdir).steps()):
+        d = rdir / ck.step_dirname(step)
+        if (d / ck.OPTIM_FILE).exists():
+            return step, d
+    return None
+
+
+@dataclass
+class TrainLog:
+    """Per-step training log, as columns."""
+
+    columns: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, step: int, row: dict[str, float]) -> None:
+        self.columns.setdefault("step", []).append(step)
+        for k, v in row.items():
+            self.columns.setdefault(k, []).append(float(v))
+
+    def truncate(self, last_step: int) -> TrainLog:
+        keep = [i for i, s in enumerate(self.columns.get("step", [])) if s <= last_step]
+        return TrainLog({k: [v[i] for i in keep] for k, v in self.columns.items()})
+
+
+def train_run(
+    spec: RunSpec,
+    root: Path | None = None,
+    progress: bool = True,
+    data: Dataset | None = None,
+) -> Run:
+    """Train one run (SFT for `ref`, else a preference loss), resuming if it was interrupted.
+
+    Returns the finished run; a finished run is returned untouched.
+    """
+    key = spec.key
+    rdir = ck.run_dir(key, root)
+    if (rdir / ck.RUN_FILE).exists() and ck.read_json(rdir / ck.RUN_FILE).get(
+        "status"
+    ) == "complete":
+        return Run(key, rdir)
+    data = data or make_dataset(key.preset, key.seed)
+    train, test = data.train, data.test
+    h = spec.hyper
+
+    ref: HookedTransformer | None = None
+    ref_sha = None
+    if key.is_ref:
+        model = build_model(spec.model, seed=key.seed)
+    else:
+        ref_ckpt = ck.find_run(key.reference, root).checkpoint()
+        ref, ref_sha = ref_ckpt.model, ref_ckpt.sha256
+        if spec.model != ModelSpec.from_config(ref.cfg):
+            raise UserError(
+                f"{key.reference.name} under {rdir.parent} has architecture "
+                f"{ModelSpec.from_config(ref.cfg)}, not {spec.model}; "
+                "use another --checkpoints folder"
+            )
+        model = build_model(ref.cfg)
+        model.load_state_dict(ref.state_dict())
+    optimizer = make_optimizer(model.parameters(), h)
+
+    per_epoch = math.ceil(train.n_pairs / h.batch_size)
+    total = h.epochs * per_epoch
+    save_at = checkpoint_steps(total, spec.n_checkpoints)
+    info = _run_info(spec, data, total, save_at)
+    info["reference_sha256"] = ref_sha
+
+    start, log = 0, TrainLog()
+    resume = _resume_point(rdir, info)
+    if resume is not None:
+        start, d = resume
+        loaded, _ = ck.load_weights(d)
+        model.load_state_dict(loaded.state_dict())
+        optimizer.load_state_dict(ck.load_optimizer_state(d))
+        log = TrainLog(Run(key, rdir).log()).truncate(start)
+        info["resumed_from"] = info.get("resumed_from", []) + [start]
+        print(f"resuming {key.name} from step {start}", file=sys.stderr)
+    elif rdir.exists():
+        shutil.rmtree(rdir)  # an unfinished run that saved nothing resumable
+    ck.write_json(rdir / ck.RUN_FILE, info)
+
+    ref_train = ref_test = None
+    if ref is not None:
+        ref_train = model_logprobs(ref, train.tokens, train.response_mask)
+        ref_test = model_logprobs(ref, test.tokens, test.response_mask)
+    loss_fn = LOSSES.get(key.loss)
+    beta = key.beta
+
+    def save(step: int) -> None:
+        ev = evaluate(model, test, ref, beta, ref_test)
+        meta = {
+            **{k: info[k] for k in ("policy", "preset", "loss", "beta", "seed", "reference")},
+            "epoch": step / per_epoch,
+            "reference_sha256": ref_sha,
+            "eval": ev,
+        }
+        # log first: if we die before the checkpoint lands, resuming truncates the log to
+        # the previous checkpoint; the other order would lose rows.
+        ck.write_json(rdir / ck.LOG_FILE, log.columns)
+        d = ck.save_checkpoint(rdir, step, model, meta, optimizer)
+        ck.drop_optimizer_state(rdir, keep=d)
+
+    t0 = time.time()
+    if start == 0:
+        save(0)
+    bar = tqdm(
+        total=total, initial=start, desc=key.name, disable=None if progress else True, leave=False
+    )
+    model.train()
+    for step in range(start + 1, total + 1):
+        idx = batch_indices(key.seed, step, train.n_pairs, h.batch_size)
+        if key.is_ref:
+            loss, row = sft_step_loss(model, train, idx)
+        else:
+            lp = pair_logps(model, train, idx, ref_train, ref, with_kl_pairs=key.loss == "kto")
+            loss = loss_fn(lp, beta).mean()
+            with torch.no_grad():
+                row = {k: v.item() for k, v in reward_stats(lp, beta).items()}
+        if not torch.isfinite(loss):
+            last = max([s for s in save_at if s < step], default=0)
+            raise TrainingDiverged(
+                f"{key.name}: non-finite loss at step {step}; checkpoints up to step {last} are "
+                f"kept in {rdir} (lower the learning rate or check β)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if h.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip)
+        optimizer.step()
+        log.add(step, {"loss": loss.item(), **row})
+        bar.update(1)
+        if step in save_at:
+            model.eval()
+            save(step)
+            model.train()
+    bar.close()
+    model.eval()
+    ck.drop_optimizer_state(rdir)
+    info.update(status="complete", wall_time_s=round(time.time() - t0, 2))
+    ck.write_json(rdir / ck.RUN_FILE, info)
+    return Run(key, rdir)
+
+
+def ensure_trained(
+    keys: Sequence[PolicyKey],
+    root: Path | None = None,
+    model: ModelSpec = CASE_STUDY,
+    n_checkpoints: int = 30,
+    progress: bool = True,
+    announce: bool = True,
+) -> list[Run]:
+    """Train whatever of `keys` (and their references) is missing or unfinished."""
+    runs = []
+    for key in keys:
+        for k in ([] if key.is_ref else [key.reference]) + [key]:
+            rdir = ck.run_dir(k, root)
+            info_path = rdir / ck.RUN_FILE
+            done = info_path.exists() and ck.read_json(info_path).get("status") == "complete"
+            if not done and announce:
+                print(f"training {k.name} ({k.preset} preset) into {rdir}", file=sys.stderr)
+            run_ = train_run(RunSpec.for_key(k, model, n_checkpoints), root, progress)
+            if k == key:
+                runs.append(run_)
+    return runs
+
+
+def ensure_default_policies(names: Sequence[str], root: Path | None = None) -> None:
+    """Train those of `names` that are default policies (`DEFAULT_POLICIES`) and missing.
+
+    Any other name is left alone: an unknown one should fail, not start a training run.
+    """
+    defaults = {ck.parse_policy(n) for n in DEFAULT_POLICIES}
+    wanted = [k for k in map(ck.parse_policy, names) if k in defaults]
+    ensure_trained(wanted, root)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def summary_table(runs: Sequence[Run]) -> str:
+    """The final evaluation of each run, as a text table."""
+    rows = []
+    for r in runs:
+        c = r.checkpoint()
+        rows.append((r.name, c.step, c.eval))
+    return eval_table(rows)
+
+
+@dataclass
+class TrainOptions:
+    betas: list[str] = option(
+        [],
+        help="β values to train, or 'paper' for the case study's 30 values log-spaced in "
+        "[0.01, 1]; with none, only the reference is trained",
+    )
+    loss: str = option("dpo", help="preference loss", choices=sorted(LOSSES))
+    preset: str = option(
+        "sweep", help="task preset and its hyper-parameters", choices=sorted(PRESETS)
+    )
+    seeds: list[int] = option([0], help="seeds (data split, initialisation, batch order)")
+    checkpoints: str = option(str(ck.default_root()), help="checkpoint root folder")
+    n_checkpoints: int = option(30, help="checkpoints saved after step 0, evenly spaced")
+    n_layers: int = option(1, help="transformer layers")
+    d_model: int = option(128, help="residual width")
+    n_heads: int = option(4, help="attention heads (d_head = d_model / n_heads)")
+    d_mlp: int = option(128, help="MLP hidden width")
+    progress: bool = option(True, help="show progress bars")
+
+
+def parse_betas(values: Sequence[str]) -> list[float]:
+    if list(values) == ["paper"]:
+        return paper_betas()
+    out = []
+    for v in values:
+        try:
+            b = float(v)
+        except ValueError:
+            raise UserError(f"--betas: {v!r} is not a number (or give just 'paper')") from None
+        if not (math.isfinite(b) and b > 0):
+            raise UserError(f"--betas: β must be a positive number, not {v}")
+        out.append(ck.round_beta(b))
+    return list(dict.fromkeys(out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m interp.train`: train the reference (if missing) and preference runs."""
+    prog = "python -m interp.train"
+    opts = parse(
+        TrainOptions, argv, prog, "Train the SFT reference and preference (DPO-family) runs."
+    )
+
+    def body() -> int:
+        if opts.n_checkpoints < 1:
+            raise UserError("--n-checkpoints must be at least 1")
+        try:
+            spec = ModelSpec(opts.n_layers, opts.d_model, opts.n_heads, opts.d_mlp)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        betas = parse_betas(opts.betas)
+        keys = []
+        for seed in opts.seeds:
+            keys.append(PolicyKey(opts.preset, "sft", None, seed))
+            keys += [PolicyKey(opts.preset, opts.loss, b, seed) for b in betas]
+        root = Path(opts.checkpoints)
+        t0 = time.time()
+        runs = ensure_trained(keys, root, spec, opts.n_checkpoints, opts.progress, announce=True)
+        print(summary_table(runs))
+        print(f"checkpoints in {root} ({time.time() - t0:.0f} s)")
+        return 0
+
+    return run(body, prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
