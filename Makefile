@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 .PHONY: report test test-slow check bench clean-venv
 
 report: $(STAMP)  ## the main job: surgery report beta0.01 vs beta1.0 (trains the policies if missing)
-	$(BIN)/python -m interp.train --betas 0.01 1.0
+	$(BIN)/python -m interp.surgery --a beta0.01 --b beta1.0
 
 test: $(STAMP)  ## the fast test suite (what CI runs)
 	$(BIN)/python -m pytest -q
@@ -22,6 +22,7 @@ check: $(STAMP)  ## lint + fast tests
 
 bench: $(STAMP)  ## timing ratios, see benchmarks/README.md
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_surgery.py
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -92,6 +92,8 @@ class PolicyKey:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if (self.beta is None) != (self.loss == "sft"):
+            raise ValueError(f"a {self.loss} run needs β exactly when it is not SFT: {self!r}")
         if self.beta is not None:
             object.__setattr__(self, "beta", round_beta(self.beta))
 
@@ -369,11 +371,7 @@ class Run:
         return self.info.get("status") == "complete"
 
     def steps(self) -> list[int]:
-        out = []
-        for p in self.path.glob("step_*"):
-            if p.is_dir() and re.fullmatch(r"step_\d{6}", p.name) and (p / META_FILE).exists():
-                out.append(int(p.name[5:]))
-        return sorted(out)
+        return saved_steps(self.path)
 
     def checkpoint(self, step: int | None = None) -> Checkpoint:
         steps = self.steps()
@@ -398,6 +396,15 @@ class Run:
     def log(self) -> dict[str, list]:
         p = self.path / LOG_FILE
         return read_json(p) if p.exists() else {}
+
+
+def saved_steps(run_path: Path) -> list[int]:
+    """Steps with a complete checkpoint folder in a run folder, in order."""
+    out = []
+    for p in run_path.glob("step_*"):
+        if p.is_dir() and re.fullmatch(r"step_\d{6}", p.name) and (p / META_FILE).exists():
+            out.append(int(p.name[5:]))
+    return sorted(out)
 
 
 def _compact(steps: list[int]) -> str:

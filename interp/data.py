@@ -77,6 +77,25 @@ def parse_response(ids: Sequence[int] | Tensor) -> int | None:
     return None  # no EOS within the limit
 
 
+def parse_batch(
+    tokens: Int[Tensor, "batch max_new"], lengths: Int[Tensor, " batch"]
+) -> tuple[Bool[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """Vectorised `parse_response` of right-padded responses: (parses, value; 0 where not)."""
+    n, width = tokens.shape
+    pos = torch.arange(width)[None, :]
+    eos = (tokens == EOS) & (pos < lengths[:, None])
+    lengths = torch.where(eos.any(1), eos.float().argmax(1) + 1, lengths)  # cut at the first EOS
+    body = pos < (lengths - 1)[:, None]  # the tokens before the last one
+    last = tokens.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+    is_digit = tokens < 10
+    ok = (lengths >= 2) & (last == EOS) & (is_digit | ~body).all(1)
+    digits = torch.where(body & is_digit, tokens, torch.zeros_like(tokens))
+    # place value of the digit at position i is 10 ** (lengths - 2 - i)
+    power = (lengths[:, None] - 2 - pos).clamp(min=0)
+    value = (digits * torch.where(body, 10**power, torch.zeros_like(power))).sum(1)
+    return ok, torch.where(ok, value, torch.zeros_like(value))
+
+
 @dataclass(frozen=True)
 class Task:
     """One preset of the number-line task."""
@@ -134,6 +153,14 @@ def split_prompts(task: Task, seed: int) -> tuple[list[int], list[int]]:
     test = sorted(prompts[order[:n_test]].tolist())
     train = sorted(prompts[order[n_test:]].tolist())
     return train, test
+
+
+def encode_prompts(prompts: Sequence[int] | Tensor) -> Int[Tensor, "batch pos"]:
+    """Tokens of prompts that all have the same length ("305=" …) as a [batch, pos] tensor."""
+    rows = [prompt_ids(int(s)) for s in prompts]
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError("encode_prompts needs prompts of one length; group them first")
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def pad_sequences(seqs: Sequence[Sequence[int]], length: int | None = None) -> Tensor:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from transformer_lens import ActivationCache, HookedTransformer, HookedTransformerConfig, patching
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.utilities import get_act_name
 
@@ -22,9 +24,12 @@ __all__ = [
     "HookedTransformer",
     "HookedTransformerConfig",
     "get_act_name",
+    "KVCache",
     "new_model",
     "patching",
 ]
+
+KVCache = TransformerLensKeyValueCache
 
 
 def new_model(cfg: HookedTransformerConfig) -> HookedTransformer:
@@ -36,3 +41,25 @@ def new_model(cfg: HookedTransformerConfig) -> HookedTransformer:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer is deprecated")
         return HookedTransformer(cfg)
+
+
+def new_kv_cache(model: HookedTransformer, batch_size: int) -> KVCache:
+    """An empty key/value cache for incremental decoding of `batch_size` rows."""
+    return KVCache.init_cache(model.cfg, model.cfg.device, batch_size)
+
+
+def forward_cached(model: HookedTransformer, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Logits of `tokens` appended to what `cache` holds (the cache is extended in place).
+
+    Rows are never padded here, so the attention mask is all ones; TransformerLens needs it
+    spelled out because the model has no tokenizer to infer it from.
+    """
+    return model(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens))
+
+
+def select_kv_rows_(cache: KVCache, rows: torch.Tensor) -> None:
+    """Keep (and repeat, and reorder) the cache's batch rows in place: row i becomes rows[i]."""
+    for entry in cache.entries:
+        entry.past_keys = entry.past_keys[rows]
+        entry.past_values = entry.past_values[rows]
+    cache.previous_attention_mask = cache.previous_attention_mask[rows]

@@ -7,6 +7,13 @@
   (strictly), Margin the mean of r_w − r_l.
 - `kl_greedy`: the case study's KL: log π(y) − log π_ref(y) at the policy's greedy
   response y, averaged over test prompts. It is a single-sample proxy, not a KL.
+- `kl_mc`: Monte Carlo KL(π ‖ π_ref) from temperature-1 samples of π, with its standard
+  error (prompts are strata: SE² = Σ_p s_p² / n / P²).
+- `kl_exact`: Σ_y π(y) log(π(y)/π_ref(y)) over the enumerated response tree
+  (`interp.sampling.enumerate_responses`), averaged over prompts, reported with
+  `exact_residual`, the mean probability of the prefixes left unexpanded.
+- `ood_mass`: the probability π puts on OOD responses, from the same tree; the true value
+  lies in [ood_mass, ood_mass + exact_residual].
 """
 
 from __future__ import annotations
@@ -17,10 +24,19 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from interp.data import Split, Task
-from interp.lens import HookedTransformer
+from interp.data import Split, Task, encode_prompts, parse_batch, prompt_ids
+from interp.lens import HookedTransformer, forward_cached, new_kv_cache, select_kv_rows_
 from interp.losses import sequence_logprobs
-from interp.sampling import Responses, greedy
+from interp.sampling import (
+    Responses,
+    ResponseTree,
+    enumerate_responses,
+    greedy,
+    group_by_length,
+    sample,
+)
+
+EXACT_THRESHOLD = 1e-4  # default: enumeration expands prefixes at least this probable
 
 
 @torch.inference_mode()
@@ -41,6 +57,37 @@ def model_logprobs(
     return torch.cat(out) if out else torch.zeros(0)
 
 
+@torch.inference_mode()
+def split_logprobs(model: HookedTransformer, split: Split) -> Float[Tensor, " n_seqs"]:
+    """log π(response | prompt) of every sequence of a split, each prompt run only once.
+
+    Prompts go through the model once (per prompt length) into a key/value cache, which is
+    then fanned out to the prompt's responses; only response tokens are run after that,
+    about half the work of scoring every sequence whole. Equal to `model_logprobs` up to
+    float rounding (~1e-6), so compare a policy with a reference only when both sides
+    came from the same function.
+    """
+    out = torch.empty(len(split.seq_prompt))
+    prompt_row = {int(s): i for i, s in enumerate(split.prompts)}
+    for rows in group_by_length(split.prompts.tolist()).values():
+        in_group = torch.tensor(rows)
+        local = {prompt_row[int(split.prompts[r])]: j for j, r in enumerate(rows)}
+        seqs = torch.tensor(
+            [q for q, s in enumerate(split.seq_prompt.tolist()) if prompt_row[s] in local]
+        )
+        fan = torch.tensor([local[prompt_row[int(s)]] for s in split.seq_prompt[seqs]])
+        cache = new_kv_cache(model, len(rows))
+        first = forward_cached(model, encode_prompts(split.prompts[in_group]), cache)[:, -1]
+        select_kv_rows_(cache, fan)
+        start = len(prompt_ids(int(split.prompts[rows[0]])))  # one prompt length per group
+        resp, mask = split.tokens[seqs, start:], split.response_mask[seqs, start:]
+        rest = forward_cached(model, resp[:, :-1], cache)
+        logits = torch.cat([first[fan][:, None], rest], dim=1).float()
+        lp = logits.log_softmax(-1).gather(-1, resp[..., None]).squeeze(-1)
+        out[seqs] = torch.where(mask, lp, torch.zeros_like(lp)).sum(-1)
+    return out
+
+
 def ood_and_error(
     values: list[int | None], prompts: Tensor, task: Task
 ) -> tuple[Bool[Tensor, " batch"], Float[Tensor, " batch"]]:
@@ -56,8 +103,43 @@ def ood_and_error(
     return torch.tensor(ood, dtype=torch.bool), torch.tensor(err)
 
 
+def ood_flags(tokens: Tensor, lengths: Tensor, prompts: Tensor, task: Task) -> Tensor:
+    """OOD of each response (vectorised): it does not parse or lies outside the window."""
+    ok, value = parse_batch(tokens, lengths)
+    return ~ok | ((value - prompts).abs() > task.window)
+
+
+def exact_metrics(tree: ResponseTree, task: Task) -> dict[str, float]:
+    """kl_exact (needs the tree scored with the reference), exact_residual, ood_mass."""
+    ood = ood_flags(tree.tokens, tree.lengths, tree.prompts[tree.leaf_prompt], task)
+    out = {
+        "ood_mass": float(tree.per_prompt(ood.double()).mean()),
+        "exact_residual": float(tree.residual.mean()),
+    }
+    if tree.logp.shape[1] > 1:
+        out["kl_exact"] = float(tree.per_prompt(tree.logp[:, 0] - tree.logp[:, 1]).mean())
+    return out
+
+
+def kl_mc(
+    model: HookedTransformer,
+    ref: HookedTransformer,
+    prompts: Tensor,
+    max_new_tokens: int,
+    n_samples: int,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Monte Carlo KL(π ‖ π_ref) over the prompts, and its standard error."""
+    if n_samples < 2:
+        raise ValueError("kl_mc needs at least 2 samples per prompt")
+    resp = sample(model, prompts, max_new_tokens, n_samples, temperature=1.0, seed=seed)
+    ratio = greedy_kl(model, ref, resp).double().view(len(prompts), n_samples)
+    per_prompt_var = ratio.var(dim=1, unbiased=True) / n_samples
+    return float(ratio.mean()), float(per_prompt_var.sum().sqrt() / len(prompts))
+
+
 def greedy_kl(model: HookedTransformer, ref: HookedTransformer, responses: Responses) -> Tensor:
-    """Per-prompt log π(y) − log π_ref(y) at the responses given (the greedy ones for kl_greedy)."""
+    """log π(y) − log π_ref(y) of each response given (the greedy ones for kl_greedy)."""
     toks, mask = responses.sequences()
     return model_logprobs(model, toks, mask) - model_logprobs(ref, toks, mask)
 
@@ -76,17 +158,19 @@ def evaluate(
     ref: HookedTransformer | None = None,
     beta: float | None = None,
     ref_seq_logps: Tensor | None = None,
+    exact_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The checkpoint evaluation: greedy OOD rate and Error on the split's prompts; with a
-    reference, kl_greedy, and with β also Acc and Margin on the split's pairs.
+    reference, kl_greedy, and with β also Acc and Margin on the split's pairs. With
+    `exact_threshold`, also ood_mass, exact_residual and (with a reference) kl_exact.
 
-    `ref_seq_logps` (log π_ref of `split`'s sequences) may be passed in to avoid
-    recomputing the reference's side at every checkpoint.
+    `ref_seq_logps` (`split_logprobs(ref, split)`) may be passed in to avoid recomputing
+    the reference's side at every checkpoint.
     """
     task = split.task
     resp = greedy(model, split.prompts, task.max_new_tokens)
     ood, err = ood_and_error(resp.values, split.prompts, task)
-    seq_lp = model_logprobs(model, split.tokens, split.response_mask)
+    seq_lp = split_logprobs(model, split)
     out: dict[str, Any] = {
         "ood_rate": float(ood.float().mean()),
         "error": float(err.mean()),
@@ -100,10 +184,16 @@ def evaluate(
         out["kl_greedy"] = float(greedy_kl(model, ref, resp).mean())
         if beta is not None:
             if ref_seq_logps is None:
-                ref_seq_logps = model_logprobs(ref, split.tokens, split.response_mask)
+                ref_seq_logps = split_logprobs(ref, split)
             r_w, r_l = pair_rewards(seq_lp, ref_seq_logps, split, beta)
             out["acc"] = float((r_w > r_l).float().mean())
             out["margin"] = float((r_w - r_l).mean())
+    if exact_threshold is not None:
+        scorers = [ref] if ref is not None else []
+        tree = enumerate_responses(
+            model, split.prompts, task.max_new_tokens, exact_threshold, score_with=scorers
+        )
+        out.update(exact_metrics(tree, task))
     return out
 
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from interp.data import EOS, PAD, parse_response, prompt_ids
 from interp.data import decode as detokenize
-from interp.lens import HookedTransformer
+from interp.lens import HookedTransformer, forward_cached, new_kv_cache, select_kv_rows_
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,115 @@ def sample(
     g = torch.Generator().manual_seed(seed)
     rep = [int(s) for s in prompts for _ in range(n_samples)]
     return decode(model, rep, max_new_tokens, temperature=temperature, generator=g)
+
+
+# ----------------------------------------------------------------------------- exact enumeration
+
+
+@dataclass(frozen=True)
+class ResponseTree:
+    """The enumerated response distribution of a policy, one leaf per complete response.
+
+    A leaf ends in EOS or is cut at the generation limit. `logp[:, 0]` is the enumerated
+    policy's log-probability of the leaf; `logp[:, k]` that of the k-th model in
+    `score_with`. Prefixes whose policy probability fell below the threshold were not
+    expanded; `residual[p]` is their total probability for prompt p, so the leaves of p
+    carry exactly 1 − residual[p].
+    """
+
+    prompts: Int[Tensor, " n_prompts"]
+    leaf_prompt: Int[Tensor, " n_leaves"]  # row of `prompts`
+    tokens: Int[Tensor, "n_leaves max_new"]
+    lengths: Int[Tensor, " n_leaves"]
+    logp: Tensor  # [n_leaves, 1 + len(score_with)]
+    residual: Tensor  # [n_prompts]
+    threshold: float
+
+    def mass(self) -> Tensor:
+        """Enumerated probability per prompt (= 1 − residual up to float error)."""
+        out = torch.zeros(len(self.prompts), dtype=torch.float64)
+        return out.index_add_(0, self.leaf_prompt, self.logp[:, 0].double().exp())
+
+    def per_prompt(self, values: Tensor) -> Tensor:
+        """Σ over each prompt's leaves of π(leaf) · values[leaf]."""
+        out = torch.zeros(len(self.prompts), dtype=torch.float64)
+        return out.index_add_(0, self.leaf_prompt, self.logp[:, 0].double().exp() * values.double())
+
+
+MAX_FRONTIER = 20_000  # per level, over all prompts: bounds the cost on near-uniform models
+
+
+@torch.inference_mode()
+def enumerate_responses(
+    model: HookedTransformer,
+    prompts: Sequence[int] | Tensor,
+    max_new_tokens: int,
+    threshold: float = 1e-4,
+    score_with: Sequence[HookedTransformer] = (),
+    max_frontier: int = MAX_FRONTIER,
+) -> ResponseTree:
+    """Enumerate the policy's responses level by level: one batched forward pass per level
+    and model (over the new tokens only, with a key/value cache re-indexed to follow the
+    tree), expanding every prefix whose policy probability is at least `threshold`, and
+    at most the `max_frontier` most probable ones per level (this binds only for
+    near-uniform policies, such as an untrained model). Every complete response of an
+    expanded prefix becomes a leaf, however unlikely, so the only mass not accounted for
+    is that of unexpanded prefixes (`residual`)."""
+    prompts_t = torch.as_tensor([int(s) for s in prompts], dtype=torch.long)
+    models = [model, *score_with]
+    residual = torch.zeros(len(prompts_t), dtype=torch.float64)
+    leaves: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+    for rows in group_by_length(prompts_t.tolist()).values():
+        row = torch.tensor(rows)
+        toks = torch.tensor([prompt_ids(int(prompts_t[i])) for i in rows])
+        caches = [new_kv_cache(m, len(rows)) for m in models]
+        step = torch.stack(
+            [
+                forward_cached(m, toks, c)[:, -1].float().log_softmax(-1)
+                for m, c in zip(models, caches)
+            ],
+            dim=-1,
+        )  # [F, vocab, K]
+        logp = torch.zeros(len(rows), len(models))
+        prefix = torch.zeros(len(rows), 0, dtype=torch.long)
+        for depth in range(max_new_tokens):
+            child = logp[:, None, :] + step
+            tok = torch.arange(step.shape[1])[None, :].expand(len(row), -1)
+            leaf = (tok == EOS) | (depth == max_new_tokens - 1)
+            prob = child[..., 0].exp()
+            keep = ~leaf & (prob >= threshold)
+            if int(keep.sum()) > max_frontier:  # keep only the most probable prefixes
+                cut = prob[keep].topk(max_frontier).values[-1]
+                keep &= prob >= cut
+            drop = ~leaf & ~keep
+            residual.index_add_(
+                0, row[:, None].expand_as(tok)[drop], child[..., 0][drop].double().exp()
+            )
+            f, v = leaf.nonzero(as_tuple=True)
+            lt = torch.full((len(f), max_new_tokens), PAD, dtype=torch.long)
+            lt[:, :depth] = prefix[f]
+            lt[:, depth] = v
+            leaves.append((row[f], lt, torch.full((len(f),), depth + 1), child[f, v]))
+            f, v = keep.nonzero(as_tuple=True)
+            if len(f) == 0:
+                break
+            row, logp = row[f], child[f, v]
+            prefix = torch.cat([prefix[f], v[:, None]], dim=1)
+            for c in caches:
+                select_kv_rows_(c, f)
+            step = torch.stack(
+                [
+                    forward_cached(m, v[:, None], c)[:, -1].float().log_softmax(-1)
+                    for m, c in zip(models, caches)
+                ],
+                dim=-1,
+            )
+    return ResponseTree(
+        prompts=prompts_t,
+        leaf_prompt=torch.cat([x[0] for x in leaves]),
+        tokens=torch.cat([x[1] for x in leaves]),
+        lengths=torch.cat([x[2] for x in leaves]),
+        logp=torch.cat([x[3] for x in leaves]),
+        residual=residual,
+        threshold=threshold,
+    )

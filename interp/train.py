@@ -10,7 +10,8 @@ permutation drawn from (seed, e) alone, so it does not depend on β or the loss,
 resumed from a checkpoint sees exactly the batches it would have seen. A run saves step 0
 and `n_checkpoints` evenly spaced steps up to its last, each with the optimizer state of
 the newest one (deleted when the run completes), and evaluates every saved checkpoint on
-the test split (see `interp.metrics.evaluate`).
+the test split (`interp.metrics.evaluate`, exact metrics included), storing the result in
+the checkpoint's meta.json so that analyses need not recompute it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from interp.cli import UserError, option, parse, run
 from interp.data import PRESETS, Dataset, Split, encode_pairs, make_dataset
 from interp.lens import HookedTransformer
 from interp.losses import LOSSES, PairLogps, reward_stats, sequence_logprobs, sft_loss
-from interp.metrics import eval_table, evaluate, model_logprobs
+from interp.metrics import EXACT_THRESHOLD, eval_table, evaluate, model_logprobs, split_logprobs
 from interp.model import CASE_STUDY, ModelSpec, build_model
 
 
@@ -85,13 +86,18 @@ class RunSpec:
     hyper: Hyper
     model: ModelSpec = CASE_STUDY
     n_checkpoints: int = 30
+    exact_threshold: float | None = EXACT_THRESHOLD  # None: no exact metrics at checkpoints
 
     @classmethod
     def for_key(
-        cls, key: PolicyKey, model: ModelSpec = CASE_STUDY, n_checkpoints: int = 30
+        cls,
+        key: PolicyKey,
+        model: ModelSpec = CASE_STUDY,
+        n_checkpoints: int = 30,
+        exact_threshold: float | None = EXACT_THRESHOLD,
     ) -> RunSpec:
         stage = "sft" if key.is_ref else "pref"
-        return cls(key, STAGES[key.preset][stage], model, n_checkpoints)
+        return cls(key, STAGES[key.preset][stage], model, n_checkpoints, exact_threshold)
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], h: Hyper) -> torch.optim.Optimizer:
@@ -204,7 +210,7 @@ def _resume_point(rdir: Path, info: dict[str, Any]) -> tuple[int, Path] | None:
             f"{rdir} holds an unfinished run with other settings ({', '.join(changed)}); "
             "delete that folder to start over"
         )
-    for step in reversed(Run(PolicyKey(), rdir).steps()):
+    for step in reversed(ck.saved_steps(rdir)):
         d = rdir / ck.step_dirname(step)
         if (d / ck.OPTIM_FILE).exists():
             return step, d
@@ -287,17 +293,18 @@ def train_run(
     ref_train = ref_test = None
     if ref is not None:
         ref_train = model_logprobs(ref, train.tokens, train.response_mask)
-        ref_test = model_logprobs(ref, test.tokens, test.response_mask)
+        ref_test = split_logprobs(ref, test)  # the scoring path evaluate() uses
     loss_fn = LOSSES.get(key.loss)
     beta = key.beta
 
     def save(step: int) -> None:
-        ev = evaluate(model, test, ref, beta, ref_test)
+        ev = evaluate(model, test, ref, beta, ref_test, exact_threshold=spec.exact_threshold)
         meta = {
             **{k: info[k] for k in ("policy", "preset", "loss", "beta", "seed", "reference")},
             "epoch": step / per_epoch,
             "reference_sha256": ref_sha,
             "eval": ev,
+            "eval_settings": {"split": "test", "exact_threshold": spec.exact_threshold},
         }
         # log first: if we die before the checkpoint lands, resuming truncates the log to
         # the previous checkpoint; the other order would lose rows.
@@ -353,6 +360,7 @@ def ensure_trained(
     n_checkpoints: int = 30,
     progress: bool = True,
     announce: bool = True,
+    exact_threshold: float | None = EXACT_THRESHOLD,
 ) -> list[Run]:
     """Train whatever of `keys` (and their references) is missing or unfinished."""
     runs = []
@@ -363,7 +371,8 @@ def ensure_trained(
             done = info_path.exists() and ck.read_json(info_path).get("status") == "complete"
             if not done and announce:
                 print(f"training {k.name} ({k.preset} preset) into {rdir}", file=sys.stderr)
-            run_ = train_run(RunSpec.for_key(k, model, n_checkpoints), root, progress)
+            spec = RunSpec.for_key(k, model, n_checkpoints, exact_threshold)
+            run_ = train_run(spec, root, progress)
             if k == key:
                 runs.append(run_)
     return runs
@@ -375,8 +384,11 @@ def ensure_default_policies(names: Sequence[str], root: Path | None = None) -> N
     Any other name is left alone: an unknown one should fail, not start a training run.
     """
     defaults = {ck.parse_policy(n) for n in DEFAULT_POLICIES}
-    wanted = [k for k in map(ck.parse_policy, names) if k in defaults]
-    ensure_trained(wanted, root)
+    keys = [ck.parse_policy(n) for n in names]
+    for k in keys:  # anything else must exist already: fail before training a thing
+        if k not in defaults:
+            ck.find_run(k, root)
+    ensure_trained([k for k in keys if k in defaults], root)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -409,6 +421,10 @@ class TrainOptions:
     d_model: int = option(128, help="residual width")
     n_heads: int = option(4, help="attention heads (d_head = d_model / n_heads)")
     d_mlp: int = option(128, help="MLP hidden width")
+    exact_threshold: float = option(
+        EXACT_THRESHOLD,
+        help="exact metrics at each checkpoint expand prefixes this probable; 0 = off",
+    )
     progress: bool = option(True, help="show progress bars")
 
 
@@ -448,7 +464,10 @@ def main(argv: list[str] | None = None) -> int:
             keys += [PolicyKey(opts.preset, opts.loss, b, seed) for b in betas]
         root = Path(opts.checkpoints)
         t0 = time.time()
-        runs = ensure_trained(keys, root, spec, opts.n_checkpoints, opts.progress, announce=True)
+        if not 0 <= opts.exact_threshold < 1:
+            raise UserError("--exact-threshold must be in [0, 1)")
+        threshold = opts.exact_threshold or None
+        runs = ensure_trained(keys, root, spec, opts.n_checkpoints, opts.progress, True, threshold)
         print(summary_table(runs))
         print(f"checkpoints in {root} ({time.time() - t0:.0f} s)")
         return 0

@@ -26,5 +26,5 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory):
     """A checkpoint root with tiny/ref, tiny/beta0.1 and tiny/beta1.0 trained (a few seconds)."""
     root = tmp_path_factory.mktemp("ckpts")
     keys = [PolicyKey("tiny", "dpo", b, 0) for b in (0.1, 1.0)]
-    ensure_trained(keys, root, TINY_MODEL, n_checkpoints=4, progress=False, announce=False)
+    ensure_trained(keys, root, TINY_MODEL, 4, progress=False, announce=False, exact_threshold=1e-2)
     return root

@@ -20,7 +20,7 @@ def spec(loss="dpo", beta=0.5, seed=0, n=3):
         if loss == "sft"
         else PolicyKey("tiny", loss, beta, seed)
     )
-    return tr.RunSpec.for_key(key, TINY_MODEL, n_checkpoints=n)
+    return tr.RunSpec.for_key(key, TINY_MODEL, n_checkpoints=n, exact_threshold=1e-2)
 
 
 def weights(run, step=None):
@@ -172,7 +172,10 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(tiny_root, tmp_path, monkey
 
 
 def test_cli_trains_and_prints_table(tmp_path, capsys):
-    tiny = "--d-model 32 --n-heads 2 --d-mlp 32 --no-progress --n-checkpoints 2".split()
+    tiny = (
+        "--d-model 32 --n-heads 2 --d-mlp 32 --no-progress --n-checkpoints 2 --exact-threshold 0.01"
+    )
+    tiny = tiny.split()
     rc = tr.main(["--preset", "tiny", "--betas", "0.5", "--checkpoints", str(tmp_path), *tiny])
     assert rc == 0
     out = capsys.readouterr().out
@@ -209,5 +212,6 @@ def test_paper_betas():
 
 
 def test_default_policies_only_are_auto_trained(tmp_path):
-    tr.ensure_default_policies(["beta0.3"], tmp_path)  # not a default: nothing trained
+    with pytest.raises(ck.PolicyNotFound):  # not a default: an error, and nothing trained
+        tr.ensure_default_policies(["beta1.0", "beta0.3"], tmp_path)
     assert not any(tmp_path.iterdir())

@@ -1,0 +1,316 @@
+"""Self-contained HTML reports, their JSON twins, and `reports/index.html`.
+
+This module only assembles: analyses compute, `interp.plots` draws, and a report is a
+list of sections holding paragraphs, figures and tables. Every figure is embedded as a
+PNG data URI, nothing is fetched from the network, and every string goes through Jinja's
+autoescaping, so text that came from files or arguments cannot inject markup. The JSON
+twin holds every table of the HTML plus the analysis's full data and the provenance.
+
+Files are written under temporary names and renamed into place, HTML and JSON together,
+so a failure leaves no half report.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from interp.checkpoints import git_commit
+from interp.cli import UserError
+
+LONG_TABLE = 16  # tables with more rows than this are folded into <details>
+
+
+def default_reports_root() -> Path:
+    return Path(os.environ.get("INTERP_REPORTS", "reports"))
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+
+
+@dataclass
+class FigureBlock:
+    figure: Figure
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    figures: list[FigureBlock] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    kind: str  # the analysis: surgery, attention, …; also the report's folder
+    slug: str  # file name stem, e.g. beta0.01_vs_beta1.0
+    title: str
+    summary: list[str]
+    sections: list[Section]
+    data: dict[str, Any]
+    provenance: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def jsonable(obj: Any) -> Any:
+    """Tensors, arrays, dataclasses and paths as plain JSON values; NaN and inf as None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def cell(v: Any) -> str:
+    """How a table cell is shown."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for pkg in ("interp", "torch", "transformer-lens", "numpy", "seaborn", "matplotlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def provenance(
+    prog: str,
+    argv: list[str] | None,
+    checkpoints: list[dict[str, Any]],
+    seeds: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """Command line, code version, package versions, checkpoints (name, step, sha256),
+    seeds and wall time: the footer of every report."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return {
+        "command": " ".join([prog, *map(shlex.quote, args)]),
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "checkpoints": checkpoints,
+        "seeds": seeds,
+        "wall_time_s": round(time.time() - started, 2),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail now, with one line, if reports cannot be written into `folder`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise UserError(
+            f"cannot write reports to {folder}: {e.strerror or e}; choose another --reports folder"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- HTML
+
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+_ENV.filters["cell"] = cell
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;
+margin:2em auto;padding:0 1em;color:#1d2330;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid
+#d8dce4;padding-bottom:.2em}h3{font-size:1.02em;margin-bottom:.3em}
+.summary{background:#f4f6fa;border-left:4px solid #4a6fa5;padding:.6em 1em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.88em}
+th,td{border:1px solid #d8dce4;padding:.25em .55em;text-align:right}
+th{background:#eef1f6}td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.88em;color:#4b5263}
+.note{font-size:.85em;color:#4b5263}footer{margin-top:3em;font-size:.8em;color:#4b5263;
+border-top:1px solid #d8dce4}code{font-size:.95em}details{margin:.3em 0}
+.scroll{overflow-x:auto}summary{cursor:pointer;color:#4a6fa5}
+"""
+
+_PAGE = _ENV.from_string(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ r.title }}</title><style>{{ style }}</style></head>
+<body>
+<p class="note"><a href="../index.html">all reports</a> · {{ r.kind }}</p>
+<h1>{{ r.title }}</h1>
+<div class="summary">{% for p in r.summary %}<p>{{ p }}</p>{% endfor %}</div>
+{% for s in r.sections %}{% set si = loop.index0 %}
+<h2>{{ loop.index }}. {{ s.title }}</h2>
+{% for p in s.paragraphs %}<p>{{ p }}</p>{% endfor %}
+{% for f in s.figures %}<figure><img alt="{{ f.caption }}" src="data:image/png;base64,{{ pngs[si][loop.index0] }}">
+{% if f.caption %}<figcaption>{{ f.caption }}</figcaption>{% endif %}</figure>{% endfor %}
+{% for t in s.tables %}<h3>{{ t.title }}</h3>
+{% if t.rows | length > long_table %}<details><summary>show the table ({{ t.rows | length }} rows)</summary>{% endif %}
+<div class="scroll"><table><thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in t.rows %}<tr>{% for v in row %}<td>{{ v | cell }}</td>{% endfor %}</tr>{% endfor %}
+</tbody></table></div>{% if t.rows | length > long_table %}</details>{% endif %}
+{% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}{% endfor %}
+{% endfor %}
+<footer><h3>Provenance</h3>
+<p>Command: <code>{{ p.command }}</code><br>
+Git commit: <code>{{ p.git_commit }}</code> · created {{ p.created }} · wall time {{ p.wall_time_s }} s<br>
+Seeds: {% for k, v in p.seeds.items() %}{{ k }} = {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}<br>
+Versions: {% for k, v in p.versions.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}</p>
+<details><summary>Checkpoints ({{ p.checkpoints | length }}) with sha256</summary>
+<table><tr><th>policy</th><th>step</th><th>sha256</th></tr>
+{% for c in p.checkpoints %}<tr><td>{{ c.policy }}</td><td>{{ c.step }}</td><td><code>{{ c.sha256 }}</code></td></tr>{% endfor %}
+</table></details>
+<p>JSON twin with every number: <a href="{{ json_name }}">{{ json_name }}</a></p>
+</footer></body></html>
+"""
+)
+
+_INDEX = _ENV.from_string(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>interp reports</title>
+<style>{{ style }}</style></head><body>
+<h1>interp reports</h1>
+{% if not rows %}<p>No reports yet: run <code>make report</code>.</p>{% endif %}
+<table><tr><th>report</th><th>kind</th><th>created</th><th>summary</th></tr>
+{% for r in rows %}<tr><td><a href="{{ r.href }}">{{ r.title }}</a></td><td>{{ r.kind }}</td>
+<td>{{ r.created }}</td><td style="text-align:left">{{ r.summary }}</td></tr>{% endfor %}
+</table></body></html>
+"""
+)
+
+
+def render_html(report: Report, json_name: str) -> str:
+    pngs = [[figure_png(f.figure) for f in s.figures] for s in report.sections]
+    return _PAGE.render(
+        r=report,
+        p=report.provenance,
+        pngs=pngs,
+        style=_STYLE,
+        json_name=json_name,
+        long_table=LONG_TABLE,
+    )
+
+
+def twin(report: Report, html_name: str) -> dict[str, Any]:
+    return jsonable(
+        {
+            "kind": report.kind,
+            "title": report.title,
+            "slug": report.slug,
+            "html": html_name,
+            "summary": report.summary,
+            "tables": [
+                {"section": s.title, **dataclasses.asdict(t)}
+                for s in report.sections
+                for t in s.tables
+            ],
+            "data": report.data,
+            "provenance": report.provenance,
+        }
+    )
+
+
+def _atomic_write_all(files: dict[Path, str]) -> None:
+    tmps: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            tmps.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in tmps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Report, root: Path | None = None) -> Path:
+    """Write `<root>/<kind>/<slug>.html` and `.json` and refresh `<root>/index.html`."""
+    root = Path(root) if root is not None else default_reports_root()
+    folder = root / report.kind
+    ensure_writable(folder)
+    html_path = folder / f"{report.slug}.html"
+    json_path = folder / f"{report.slug}.json"
+    _atomic_write_all(
+        {
+            html_path: render_html(report, json_path.name),
+            json_path: json.dumps(twin(report, html_path.name), indent=1, allow_nan=False) + "\n",
+        }
+    )
+    refresh_index(root)
+    return html_path
+
+
+def refresh_index(root: Path) -> Path:
+    """Rewrite `<root>/index.html` from the JSON twins found under `root`."""
+    rows = []
+    for path in sorted(root.glob("*/*.json")):
+        try:
+            d = json.loads(path.read_text())
+            html = path.parent / d["html"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if html.exists():
+            rows.append(
+                {
+                    "href": str(html.relative_to(root)),
+                    "title": d.get("title", path.stem),
+                    "kind": d.get("kind", ""),
+                    "created": d.get("provenance", {}).get("created", ""),
+                    "summary": (d.get("summary") or [""])[0][:300],
+                }
+            )
+    index = root / "index.html"
+    _atomic_write_all({index: _INDEX.render(rows=rows, style=_STYLE)})
+    return index

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from interp.model import ModelSpec, build_model
+from interp.params import (
+    UnknownGroup,
+    all_groups,
+    coverage,
+    frac_weight_delta,
+    partitions,
+    resolve_groups,
+    weight_delta,
+)
+
+SPECS = [ModelSpec(), ModelSpec(n_layers=2, d_model=32, n_heads=2, d_mlp=32)]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["case-study", "2-layer"])
+def test_every_partition_covers_every_parameter_exactly_once(spec):
+    m = build_model(spec)
+    for name, groups in partitions(m).items():
+        for pname, count in coverage(m, groups).items():
+            assert (count == 1).all(), (name, pname, count.unique())
+
+
+def test_a_broken_partition_is_caught():
+    m = build_model(SPECS[1])
+    cov = coverage(m, ["qk", "mlp", "embed", "pos", "unembed", "ln"])  # ov missing
+    assert (cov["blocks.0.attn.W_V"] == 0).all()
+    cov = coverage(m, ["attention", "qk"])  # qk counted twice
+    assert (cov["blocks.1.attn.W_Q"] == 2).all()
+
+
+def test_group_contents():
+    m = build_model()
+    g = all_groups(m)
+    assert g["attention"].numel(m) == 66_048
+    assert g["attention"].numel(m) + g["non-attention"].numel(m) == 104_461
+    head = {(s.param, s.head) for s in g["L0H2"].slices}
+    assert ("blocks.0.attn.W_Q", 2) in head and ("blocks.0.attn.b_V", 2) in head
+    assert not any(p.endswith("b_O") for p, _ in head)
+    assert g["L0H2"].numel(m) == 4 * 128 * 32 + 3 * 32
+    assert {s.param.rsplit(".", 1)[1] for s in g["ov"].slices} == {"W_V", "W_O", "b_V", "b_O"}
+
+
+def test_resolve_groups():
+    m = build_model()
+    assert [g.name for g in resolve_groups(m, ["all"])] == partitions(m)["finest"]
+    with pytest.raises(UnknownGroup, match="unknown parameter group 'atention'"):
+        resolve_groups(m, ["atention"])
+
+
+def test_weight_delta_hand_computed():
+    a, b = build_model(seed=0), build_model(seed=0)
+    with torch.no_grad():
+        b.blocks[0].attn.W_Q[1] += 3.0  # one head slice: 128*32 entries, Frobenius 3*64
+        b.unembed.b_U += torch.tensor([4.0] + [0.0] * 12)
+    g = all_groups(a)
+    assert weight_delta(a, b) == pytest.approx(3 * 64 + 4)
+    assert weight_delta(a, b, g["L0H1"]) == pytest.approx(3 * 64)
+    assert weight_delta(a, b, g["L0H0"]) == 0.0
+    assert frac_weight_delta(a, b, g["attention"]) == pytest.approx(192 / 196)
+    assert frac_weight_delta(a, b, g["attention"]) + frac_weight_delta(
+        a, b, g["non-attention"]
+    ) == pytest.approx(1.0)
+    assert weight_delta(a, a) == 0.0

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from interp.plots import new_figure
+from interp.report import (
+    FigureBlock,
+    Report,
+    Section,
+    Table,
+    cell,
+    jsonable,
+    provenance,
+    write_report,
+)
+
+
+def report(title="T", slug="x"):
+    fig, axes = new_figure()
+    axes[0][0].plot([0, 1], [1, 0])
+    return Report(
+        kind="demo",
+        slug=slug,
+        title=title,
+        summary=["first <b>line</b>", "second"],
+        sections=[
+            Section(
+                "S & T",
+                ["para <i>x</i>"],
+                [FigureBlock(fig, "cap <x>")],
+                [Table("tab", ["a", "<b>"], [[1.23456, None], ["<script>", True]])],
+            )
+        ],
+        data={"nan": float("nan"), "xs": [1, 2]},
+        provenance=provenance(
+            "prog", ["--a", "<b>"], [{"policy": "p<", "step": 1, "sha256": "ab"}], {"s": 0}, 0.0
+        ),
+    )
+
+
+def test_html_escapes_what_it_did_not_write(tmp_path):
+    path = write_report(report(title="<script>alert(1)</script>"), tmp_path)
+    html = path.read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<b>line</b>" not in html and "<i>x</i>" not in html and "p&lt;" in html
+    assert "data:image/png;base64," in html
+
+
+def test_json_twin_holds_every_table_and_no_nan(tmp_path):
+    path = write_report(report(), tmp_path)
+    twin = json.loads(path.with_suffix(".json").read_text())
+    assert twin["tables"][0]["rows"] == [[1.23456, None], ["<script>", True]]
+    assert twin["data"]["nan"] is None
+    assert twin["provenance"]["checkpoints"][0]["sha256"] == "ab"
+
+
+def test_index_lists_reports(tmp_path):
+    write_report(report(title="one", slug="a"), tmp_path)
+    write_report(report(title="two", slug="b"), tmp_path)
+    index = (tmp_path / "index.html").read_text()
+    assert "demo/a.html" in index and "demo/b.html" in index and "two" in index
+
+
+def test_failed_render_writes_nothing(tmp_path, monkeypatch):
+    import interp.report as rp
+
+    def broken(*a, **k):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(rp, "render_html", broken)
+    with pytest.raises(RuntimeError):
+        write_report(report(), tmp_path)
+    assert not list(tmp_path.rglob("*.html")) and not list(tmp_path.rglob("*.json"))
+
+
+def test_cells_and_jsonable():
+    import numpy as np
+    import torch
+
+    assert cell(None) == "—" and cell(float("inf")) == "—" and cell(True) == "yes"
+    assert cell(0.000123) == "1.23e-04" and cell(3.14159) == "3.142"
+    assert jsonable({"t": torch.tensor([1.5]), "a": np.array([2]), "f": np.float32(1.0)}) == {
+        "t": [1.5],
+        "a": [2],
+        "f": 1.0,
+    }

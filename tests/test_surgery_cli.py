@@ -1,0 +1,238 @@
+"""The surgery analysis and command on the tiny policies of conftest."""
+
+import json
+import shutil
+
+import pytest
+
+from interp import checkpoints as ck
+from interp.data import make_dataset
+from interp.metrics import evaluate, split_logprobs
+from interp.model import ModelSpec
+from interp.surgery import SurgeryResult, claims, gap_closed, main, run_surgery, swap_label
+from interp.train import ensure_trained
+
+FAST = ["--no-progress", "--mc-samples", "4", "--alphas", "3", "--exact-threshold", "0.01"]
+
+
+def cli(root, reports, *args):
+    return main(["--checkpoints", str(root), "--reports", str(reports), *FAST, *args])
+
+
+def test_report_written_with_twin_and_index(tiny_root, tmp_path, capsys):
+    rc = cli(tiny_root, tmp_path, "--a", "tiny/beta0.1", "--b", "tiny/beta1.0")
+    assert rc == 0
+    out = capsys.readouterr().out
+    html = tmp_path / "surgery" / "tiny-beta0.1_vs_tiny-beta1.0.html"
+    assert str(html) in out and "non-attention" in out
+    doc = html.read_text()
+    assert "<script" not in doc and "http://" not in doc and "https://" not in doc
+    assert doc.count("data:image/png;base64,") >= 6
+    twin = json.loads(html.with_suffix(".json").read_text())
+    assert twin["kind"] == "surgery" and len(twin["summary"]) == 4
+    titles = {t["title"] for t in twin["tables"]}
+    assert {
+        "The case study's claims",
+        "One group from B",
+        "Interpolation",
+        "Greedy responses",
+    } <= titles
+    a_final = ck.load_checkpoint("tiny/beta0.1", root=tiny_root)
+    shas = {(c["policy"], c["step"]): c["sha256"] for c in twin["provenance"]["checkpoints"]}
+    assert shas[("tiny/beta0.1", a_final.step)] == a_final.sha256
+    assert "tiny/ref" in {c["policy"] for c in twin["provenance"]["checkpoints"]}
+    data = twin["data"]
+    assert data["steps"] == ck.find_run("tiny/beta0.1", tiny_root).steps()
+    assert set(data["trajectory"]) == {"A", "B", "A[attention←B]", "A[non-attention←B]"}
+    index = (tmp_path / "index.html").read_text()
+    assert "surgery/tiny-beta0.1_vs_tiny-beta1.0.html" in index
+
+
+def test_stored_evaluations_equal_recomputed_ones(tiny_root):
+    # surgery reuses the evaluation training stored; it must be what evaluate() gives now
+    res = run_surgery(
+        "tiny/beta0.1",
+        "tiny/beta1.0",
+        root=tiny_root,
+        exact_threshold=1e-2,
+        mc_samples=0,
+        n_alphas=2,
+        progress=False,
+    )
+    data = make_dataset("tiny", 0)
+    ref = ck.load("tiny/ref", root=tiny_root)
+    ref_seq = split_logprobs(ref, data.test)
+    for i, step in enumerate(res.steps):
+        model = ck.load("tiny/beta0.1", step=step, root=tiny_root)
+        fresh = evaluate(model, data.test, ref, 0.1, ref_seq, exact_threshold=1e-2)
+        for m in ("kl_greedy", "kl_exact", "ood_rate", "ood_mass", "acc", "margin"):
+            assert res.trajectory["A"][m][i] == pytest.approx(fresh[m], abs=1e-6), (step, m)
+
+
+def test_swapping_the_whole_model_gives_b_at_every_step(tiny_root):
+    res = run_surgery(
+        "tiny/beta0.1",
+        "tiny/beta1.0",
+        groups=["model"],
+        root=tiny_root,
+        exact_threshold=1e-2,
+        mc_samples=0,
+        n_alphas=2,
+        progress=False,
+    )
+    a_b, b = res.trajectory["A[model←B]"], res.trajectory["B"]
+    for m in ("kl_greedy", "kl_exact", "ood_rate", "ood_mass", "error", "acc"):
+        assert a_b[m] == b[m], m
+    # B's own evaluation uses β = 1.0, the swapped model A's β = 0.1: margins scale with β
+    assert a_b["margin"] == pytest.approx([0.1 * x for x in b["margin"]], abs=1e-7)
+
+
+def test_interpolation_endpoints_are_a_and_the_swap(tiny_root):
+    res = run_surgery(
+        "tiny/beta0.1",
+        "tiny/beta1.0",
+        root=tiny_root,
+        exact_threshold=1e-2,
+        mc_samples=0,
+        n_alphas=3,
+        progress=False,
+    )
+    last = res.steps.index(res.table_step)
+    for g in ("attention", "non-attention"):
+        curve = res.interpolation[g]["kl_exact"]
+        assert curve[0] == res.trajectory["A"]["kl_exact"][last]
+        assert curve[-1] == res.trajectory[swap_label(g)]["kl_exact"][last]
+    row = next(r for r in res.single if r["group"] == "attention")
+    assert row["d_kl_exact"] == pytest.approx(
+        res.trajectory[swap_label("attention")]["kl_exact"][last]
+        - res.trajectory["A"]["kl_exact"][last]
+    )
+
+
+def test_pair_final_and_ref_donor(tiny_root, tmp_path):
+    res = run_surgery(
+        "tiny/beta0.1",
+        "tiny/beta1.0",
+        pair="final",
+        root=tiny_root,
+        exact_threshold=1e-2,
+        mc_samples=0,
+        n_alphas=2,
+        progress=False,
+    )
+    assert set(res.donor_steps) == {ck.load_checkpoint("tiny/beta1.0", root=tiny_root).step}
+    res = run_surgery(
+        "tiny/beta0.1",
+        "ref",
+        root=tiny_root,
+        exact_threshold=1e-2,
+        mc_samples=0,
+        n_alphas=2,
+        progress=False,
+    )
+    assert res.b == "tiny/ref" and res.pair == "final"
+    assert all(v == 0.0 for v in res.trajectory["B"]["kl_exact"])
+    # A with all of the reference's attention and non-attention is the reference: KL 0
+    assert res.interpolation["attention"]["kl_exact"][0] == res.trajectory["A"]["kl_exact"][-1]
+
+
+@pytest.fixture(scope="module")
+def mixed_root(tiny_root, tmp_path_factory):
+    """tiny_root's runs plus seed 1 trained with a different architecture."""
+    root = tmp_path_factory.mktemp("mixed")
+    shutil.copytree(tiny_root / "tiny", root / "tiny")
+    key = ck.PolicyKey("tiny", "dpo", 0.5, 1)
+    ensure_trained(
+        [key],
+        root,
+        ModelSpec(d_model=16, n_heads=2, d_mlp=16),
+        2,
+        progress=False,
+        announce=False,
+        exact_threshold=1e-2,
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--a", "tiny/beta0.3"], "unknown policy"),
+        (["--a", "tiny/beta0.1", "--b", "tiny/beta0.5-s1"], "different architectures"),
+        (
+            ["--a", "tiny/beta0.1", "--b", "tiny/beta1.0", "--groups", "atention"],
+            "unknown parameter group",
+        ),
+        (["--a", "tiny/beta0.1", "--b", "tiny/beta1.0", "--step", "7"], "no step 7"),
+        (["--a", "tiny/ref", "--b", "tiny/beta1.0"], "must be a preference run"),
+        (["--a", "tiny/beta0.1", "--exact-threshold", "1.5"], "exact-threshold"),
+        (["--a", "tiny/beta0.1", "--alphas", "1"], "alphas"),
+        (["--a", "tiny/beta0.1", "--mc-samples", "1"], "mc-samples"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(mixed_root, tmp_path, capsys, args, msg):
+    reports = tmp_path / "reports"
+    assert cli(mixed_root, reports, *args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(reports.rglob("*.html")) and not list(reports.rglob("*.json"))
+
+
+def test_unwritable_reports_folder(tiny_root, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli(tiny_root, blocker / "reports", "--a", "tiny/beta0.1", "--b", "tiny/beta1.0") == 2
+    err = capsys.readouterr().err
+    assert "cannot write reports" in err and err.count("\n") == 1
+
+
+def test_gap_closed():
+    assert gap_closed(4.0, 2.0, 0.0) == 0.5
+    assert gap_closed(4.0, -1.0, 0.0) == 1.25
+    assert gap_closed(1.0, 0.5, 1.0) is None
+    assert gap_closed(None, 0.5, 1.0) is None
+
+
+def _result(att, non, frac):
+    """A SurgeryResult with a single step where A has KL 4, OOD 0.5 and B has 0, 0."""
+    tr = {
+        "A": {"kl_exact": [4.0], "ood_rate": [0.5]},
+        "B": {"kl_exact": [0.0], "ood_rate": [0.0]},
+        swap_label("attention"): {"kl_exact": [att[0]], "ood_rate": [att[1]]},
+        swap_label("non-attention"): {"kl_exact": [non[0]], "ood_rate": [non[1]]},
+    }
+    return SurgeryResult(
+        a="A",
+        b="B",
+        ref="ref",
+        beta=0.1,
+        pair="step",
+        groups=["attention", "non-attention"],
+        exact_threshold=1e-4,
+        steps=[10],
+        donor_steps=[10],
+        trajectory=tr,
+        weights={"A_frac_attention": [frac]},
+        param_share={"attention": 0.63},
+        table_step=10,
+        table_donor_step=10,
+        single=[],
+        interpolation={},
+        kl_mc={},
+        example=None,
+        samples=[],
+        checkpoints=[],
+    )
+
+
+@pytest.mark.parametrize(
+    "att,non,frac,verdicts",
+    [
+        ((1.0, 0.1), (3.9, 0.45), 0.25, ["holds", "holds", "holds"]),
+        ((1.0, 0.45), (1.0, 0.1), 0.5, ["partly holds", "does not hold", "partly holds"]),
+        ((3.9, 0.45), (1.0, 0.45), 0.7, ["does not hold", "partly holds", "does not hold"]),
+    ],
+)
+def test_claim_verdicts(att, non, frac, verdicts):
+    got = claims(_result(att, non, frac))
+    assert [c["verdict"] for c in got] == verdicts
