@@ -455,6 +455,29 @@ def find_run(name: str | PolicyKey, root: Path | None = None) -> Run:
     )
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Two finished runs to compare, and A's reference."""
+
+    a: Run
+    b: Run
+    ref: Run
+
+
+def resolve_pair(a: str, b: str, root: Path | None = None) -> Comparison:
+    """Policy A (a finished preference run), policy B (any finished run; `ref` means A's
+    reference, whatever A's preset and seed) and A's reference."""
+    a_run = find_run(a, root)
+    if a_run.key.is_ref:
+        raise UserError(f"A must be a preference run, not the reference {a_run.name}")
+    ref_run = find_run(a_run.info["reference"], root)
+    b_run = ref_run if b.strip().lower() == REF else find_run(b, root)
+    for r in (a_run, b_run, ref_run):
+        if not r.complete:
+            raise UserError(f"policy {r.name} is unfinished; resume it with python -m interp.train")
+    return Comparison(a_run, b_run, ref_run)
+
+
 def run_dir(key: PolicyKey, root: Path | None = None) -> Path:
     """Where the run of `key` lives (or will live)."""
     root = Path(root) if root is not None else default_root()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -80,3 +81,47 @@ def run(body: Callable[[], int | None], prog: str) -> int:
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+
+
+def run_comparison(
+    prog: str,
+    argv: Sequence[str] | None,
+    opts: Any,
+    kind: str,
+    compute: Callable[[Any], Any],
+    build: Callable[[Any, dict], Any],
+    summary: Callable[[Any], list[str]],
+    validate: Callable[[], None] | None = None,
+    seeds: dict[str, Any] | None = None,
+) -> int:
+    """The body of every A-vs-B report command, in the order that keeps mistakes cheap:
+    check the options, check the report folder can be written, train whichever default
+    policy (ref, beta0.01, beta1.0) is missing — after checking any other name exists —
+    then compute, write `<reports>/<kind>/…html` + `.json`, and print the path and summary.
+
+    `opts` needs `a`, `b`, `checkpoints` and `reports`; `compute(root)` returns a result
+    with a `checkpoints` list (name, step, sha256) for the provenance footer.
+    """
+    from pathlib import Path
+
+    from interp.report import ensure_writable, provenance, write_report
+    from interp.train import ensure_default_policies
+
+    def body() -> int:
+        started = time.time()
+        if validate is not None:
+            validate()
+        root, reports = Path(opts.checkpoints), Path(opts.reports)
+        ensure_writable(reports / kind)
+        ensure_default_policies([n for n in (opts.a, opts.b) if n.strip().lower() != "ref"], root)
+        res = compute(root)
+        prov = provenance(
+            prog, None if argv is None else list(argv), res.checkpoints, seeds or {}, started
+        )
+        path = write_report(build(res, prov), reports)
+        print(path)
+        for line in summary(res):
+            print("- " + line)
+        return 0
+
+    return run(body, prog)

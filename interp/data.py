@@ -206,7 +206,9 @@ class Split:
 
     @cached_property
     def _encoded(self) -> tuple[Tensor, Tensor]:
-        return encode_pairs(self.seq_prompt.tolist(), self.seq_response.tolist())
+        # cached for the split's lifetime: never as inference tensors, whoever asks first
+        with torch.inference_mode(False):
+            return encode_pairs(self.seq_prompt.tolist(), self.seq_response.tolist())
 
     @property
     def tokens(self) -> Int[Tensor, "n_seqs pos"]:

@@ -10,7 +10,9 @@ utilities under the same names.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 from transformer_lens import ActivationCache, HookedTransformer, HookedTransformerConfig, patching
@@ -63,3 +65,15 @@ def select_kv_rows_(cache: KVCache, rows: torch.Tensor) -> None:
         entry.past_keys = entry.past_keys[rows]
         entry.past_values = entry.past_values[rows]
     cache.previous_attention_mask = cache.previous_attention_mask[rows]
+
+
+@contextlib.contextmanager
+def quiet_patching() -> Iterator[None]:
+    """Silence the progress bar `transformer_lens.patching` draws for every call (it has no
+    switch); restored on exit."""
+    saved = patching.tqdm
+    patching.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        patching.tqdm = saved

@@ -152,29 +152,22 @@ def surgery_weights(res: SurgeryResult) -> Figure:
 
 
 def attention_grid(
-    patterns: dict[str, Any],
-    tokens: Sequence[str],
-    layer: int = 0,
-    diff: tuple[str, str] | None = ("A", "B"),
+    rows: dict[str, Any], tokens: Sequence[str], layer: int = 0, diverging: set[str] = frozenset()
 ) -> Figure:
-    """Heatmaps of every head (columns) for each model (rows), plus a difference row."""
-    rows = dict(patterns)
-    if diff is not None:
-        rows[f"{diff[0]} − {diff[1]}"] = np.asarray(patterns[diff[0]]) - np.asarray(
-            patterns[diff[1]]
-        )
-    n_heads = np.asarray(next(iter(patterns.values()))).shape[1]
+    """Heatmaps of every head (columns) for each labelled pattern (rows). Patterns are
+    [layer, head, query, key]; rows named in `diverging` are differences, drawn red/blue."""
+    n_heads = np.asarray(next(iter(rows.values()))).shape[1]
     fig, axes = new_figure(len(rows), n_heads, width=2.7, height=2.5)
     for r, (lab, pat) in enumerate(rows.items()):
         pat = np.asarray(pat)[layer]
-        is_diff = "−" in lab
+        diff = lab in diverging
         for h in range(n_heads):
             ax = axes[r][h]
             sns.heatmap(
                 pat[h],
                 ax=ax,
-                cmap="RdBu_r" if is_diff else "Blues",
-                vmin=-1 if is_diff else 0,
+                cmap="RdBu_r" if diff else "Blues",
+                vmin=-1 if diff else 0,
                 vmax=1,
                 cbar=h == n_heads - 1,
                 xticklabels=list(tokens),
@@ -183,6 +176,86 @@ def attention_grid(
             )
             ax.set_title(f"{lab} · L{layer}H{h}", fontsize=9)
             ax.tick_params(labelsize=7)
+    return fig
+
+
+def attention_drift(res: Any) -> Figure:
+    """Per head, total variation of each run's attention from the reference's over its
+    steps (lines), with the run's OOD rate on a second axis (dotted)."""
+    fig, axes = new_figure(1, 2)
+    for ax, who in zip(axes[0], ("A", "B")):
+        t = res.trajectory[who]
+        drift = np.asarray(t["drift"])  # [step, layer, head]
+        L, H = drift.shape[1:]
+        for l in range(L):
+            for h in range(H):
+                ax.plot(
+                    t["steps"],
+                    drift[:, l, h],
+                    "-o",
+                    ms=2.5,
+                    color=SWAP_COLORS[(l * H + h) % 6],
+                    label=f"L{l}H{h}",
+                )
+        ax.set_ylabel("attention drift from ref (total variation)")
+        ax.set_xlabel(f"training step of {who} ({res.a if who == 'A' else res.b})")
+        tw = ax.twinx()
+        tw.plot(t["steps"], t["ood_rate"], ":", color=COLORS[who], lw=2, label="OOD rate")
+        tw.set_ylabel("OOD rate", color=COLORS[who])
+        tw.set_ylim(0, 1)
+        tw.grid(False)
+        ax.legend(fontsize=7, loc="upper left")
+    lim = max(ax.get_ylim()[1] for ax in axes[0])
+    for ax in axes[0]:
+        ax.set_ylim(0, lim)
+    return fig
+
+
+def attention_parts(res: Any, who: str = "A") -> Figure:
+    """Where each head of a run attends (share per key group) over its training steps."""
+    t = res.trajectory[who]
+    parts = np.asarray(t["parts"])  # [step, layer, head, part]
+    L, H = parts.shape[1:3]
+    fig, axes = new_figure(L, H, width=3.2, height=2.6)
+    for l in range(L):
+        for h in range(H):
+            ax = axes[l][h]
+            for p, name in enumerate(res.parts):
+                ax.plot(t["steps"], parts[:, l, h, p], label=name, color=SWAP_COLORS[p % 6])
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{who} · L{l}H{h}", fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+    axes[0][0].set_ylabel("share of attention")
+    axes[0][-1].legend(fontsize=7)
+    return fig
+
+
+def patch_heatmaps(
+    grids: dict[str, Any],
+    rows: Sequence[str],
+    cols: Sequence[str],
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Figure:
+    """One heatmap per titled [row, column] grid (site × position), side by side."""
+    fig, axes = new_figure(
+        1, len(grids), width=max(3.5, 0.55 * len(cols) + 2.2), height=0.38 * len(rows) + 1.6
+    )
+    for ax, (title, grid) in zip(axes[0], grids.items()):
+        sns.heatmap(
+            np.asarray(grid, dtype=float),
+            ax=ax,
+            cmap="viridis",
+            vmin=vmin,
+            vmax=vmax,
+            annot=len(rows) * len(cols) <= 120,
+            fmt=".2f",
+            annot_kws={"fontsize": 7},
+            xticklabels=list(cols),
+            yticklabels=list(rows),
+        )
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
     return fig
 
 
@@ -214,4 +287,139 @@ def interpolation_curves(
         ax.set_xlabel("alpha (0 = A, 1 = group taken from B)")
         ax.set_ylabel(METRIC_LABELS.get(m, m))
     axes[0][0].legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def unembedding_panels(res: Any) -> Figure:
+    """Norms of the response tokens' unembeddings, and cosine maps of ref, A, B and A − ref."""
+    fig, axes = new_figure(1, 5, width=3.3, height=3.3)
+    toks = list(res.tokens)
+    x = np.arange(len(toks))
+    for i, who in enumerate(("ref", "A", "B")):
+        axes[0][0].bar(
+            x + (i - 1) * 0.27,
+            np.asarray(res.unembedding[who]["norm"]),
+            0.27,
+            label=who,
+            color=COLORS.get(who, "#7f8c8d"),
+        )
+    axes[0][0].set_xticks(x, toks)
+    axes[0][0].set_title("‖W_z‖", fontsize=10)
+    axes[0][0].legend(fontsize=7)
+    panels = [
+        (who, np.asarray(res.unembedding[who]["cosine"]), "vlag", -1, 1)
+        for who in ("ref", "A", "B")
+    ]
+    diff = np.asarray(res.unembedding["A"]["cosine"]) - np.asarray(res.unembedding["ref"]["cosine"])
+    lim = max(float(np.abs(diff).max()), 1e-6)
+    panels.append(("A − ref", diff, "RdBu_r", -lim, lim))
+    for ax, (title, mat, cmap, lo, hi) in zip(axes[0][1:], panels):
+        sns.heatmap(
+            mat,
+            ax=ax,
+            cmap=cmap,
+            vmin=lo,
+            vmax=hi,
+            xticklabels=toks,
+            yticklabels=toks,
+            square=True,
+            cbar_kws={"shrink": 0.7},
+        )
+        ax.set_title(f"cosine · {title}", fontsize=10)
+        ax.tick_params(labelsize=7)
+    return fig
+
+
+def single_token_scatter(res: Any) -> Figure:
+    """Predicted ⟨W_z, W_y⁺ − W_y⁻⟩ against the observed change of log π(z), for A and B;
+    and ⟨W_y⁺, W_y⁻⟩ against the change of the preferred token."""
+    fig, axes = new_figure(1, 3, width=4.2, height=3.6)
+    s = res.single
+    others = np.asarray(s["others"], dtype=bool)
+    pred = np.asarray(s["predicted"])[others]
+    for ax, who in zip(axes[0][:2], ("A", "B")):
+        obs = np.asarray(s[who]["observed"])[others]
+        ax.scatter(pred, obs, s=3, alpha=0.25, color=COLORS[who])
+        ax.axhline(0, color="black", lw=0.6)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set_xlabel("predicted ⟨W_z, W_y⁺ − W_y⁻⟩")
+        ax.set_ylabel(f"observed Δ log π(z), {who} − ref")
+    ax = axes[0][2]
+    for who in ("A", "B"):
+        ax.scatter(
+            np.asarray(s["inner_pos_neg"]),
+            np.asarray(s[who]["preferred_change"]),
+            s=4,
+            alpha=0.35,
+            color=COLORS[who],
+            label=who,
+        )
+    ax.set_xlabel("⟨W_y⁺, W_y⁻⟩")
+    ax.set_ylabel("Δ log π(y⁺ token)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def ches_scatter(res: Any) -> Figure:
+    """CHES (raw and length-normalised) against the change of log π(y⁺), for A and B."""
+    fig, axes = new_figure(1, 2, width=4.8, height=3.6)
+    for ax, kind in zip(axes[0], ("ches", "ches_normalised")):
+        for who in ("A", "B"):
+            ax.scatter(
+                np.asarray(res.ches[kind]),
+                np.asarray(res.preferred_change[who]),
+                s=3,
+                alpha=0.3,
+                color=COLORS[who],
+                label=who,
+            )
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xlabel(kind.replace("_", " ") + " (on the reference)")
+        ax.set_ylabel("log π(y⁺): after − before")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def displacement_lines(res: Any) -> Figure:
+    """Mean log π(y⁺), log π(y⁻) and log of the top OOD response, and the OOD mass, over steps."""
+    fig, axes = new_figure(1, 3, width=4.3, height=3.5)
+    for who in ("A", "B"):
+        d = res.displacement[who]
+        c = COLORS[who]
+        axes[0][0].plot(d["step"], d["logp_chosen"], "-", color=c, label=f"{who}: log π(y⁺)")
+        axes[0][0].plot(d["step"], d["logp_rejected"], "--", color=c, label=f"{who}: log π(y⁻)")
+        axes[0][0].plot(
+            d["step"], d["logp_top_ood"], ":", color=c, lw=2, label=f"{who}: log top OOD"
+        )
+        axes[0][1].plot(d["step"], d["ood_mass"], "-o", ms=2.5, color=c, label=who)
+        axes[0][2].plot(d["step"], d["share_ood_above_chosen"], "-o", ms=2.5, color=c, label=who)
+    axes[0][0].set_ylabel("mean log-probability")
+    axes[0][1].set_ylabel("OOD mass (training prompts)")
+    axes[0][2].set_ylabel("share of prompts: top OOD > mean π(y⁺)")
+    for ax in axes[0]:
+        ax.set_xlabel("training step")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def mass_bars(mass: dict[str, dict[str, float]], kinds: Sequence[str]) -> Figure:
+    """Probability by kind of response for each model (horizontal grouped bars)."""
+    fig, axes = new_figure(1, 1, width=8.0, height=0.45 * len(kinds) + 1.2)
+    ax = axes[0][0]
+    y = np.arange(len(kinds))
+    for i, who in enumerate(mass):
+        ax.barh(
+            y + (i - 1) * 0.27,
+            [mass[who].get(k, 0.0) for k in kinds],
+            0.27,
+            label=who,
+            color=COLORS.get(who, "#7f8c8d"),
+        )
+    ax.set_yticks(y, list(kinds))
+    ax.invert_yaxis()
+    ax.set_xlabel("mean probability over training prompts")
+    ax.legend(fontsize=8)
     return fig

@@ -18,7 +18,6 @@ of the attention group, then writes `reports/surgery/<a>_vs_<b>.html` and its JS
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ from tqdm.auto import tqdm
 
 from interp import plots
 from interp.attention import pattern
-from interp.checkpoints import Checkpoint, Run, default_root, find_run
-from interp.cli import UserError, option, parse, run
+from interp.checkpoints import Checkpoint, default_root, resolve_pair
+from interp.cli import UserError, option, parse, run_comparison
 from interp.data import Task, make_dataset
 from interp.lens import HookedTransformer
 from interp.metrics import evaluate, kl_mc, ood_and_error, split_logprobs
@@ -51,13 +50,9 @@ from interp.report import (
     Section,
     Table,
     default_reports_root,
-    ensure_writable,
     jsonable,
-    provenance,
-    write_report,
 )
 from interp.sampling import Responses, greedy
-from interp.train import ensure_default_policies
 
 Groups = Group | str | Iterable[Group | str]
 
@@ -185,12 +180,6 @@ def gap_closed(a: float | None, swapped_: float | None, b: float | None) -> floa
     return (a - swapped_) / (a - b)
 
 
-def _resolve_donor(b: str, a_run: Run, root: Path | None) -> Run:
-    if b.strip().lower() == "ref":  # the reference of A, whatever its preset and seed
-        return find_run(a_run.info["reference"], root)
-    return find_run(b, root)
-
-
 def _partition_of(model: HookedTransformer) -> dict[str, str]:
     out: dict[str, str] = {}
     for pname, names in partitions(model).items():
@@ -213,13 +202,9 @@ def run_surgery(
     progress: bool = True,
 ) -> SurgeryResult:
     """Surgery between policies A and B along A's trajectory (see the module docstring)."""
-    a_run = find_run(a, root)
-    if a_run.key.is_ref:
-        raise UserError(f"A must be a preference run, not the reference {a_run.name}")
-    if not a_run.complete:
-        raise UserError(f"policy {a_run.name} is unfinished; resume it with python -m interp.train")
-    b_run = _resolve_donor(b, a_run, root)
-    ref_ckpt = find_run(a_run.info["reference"], root).checkpoint()
+    pair_ = resolve_pair(a, b, root)
+    a_run, b_run = pair_.a, pair_.b
+    ref_ckpt = pair_.ref.checkpoint()
     ref = ref_ckpt.model
     a_steps = a_run.steps()
     a_final, b_final = a_run.checkpoint(), b_run.checkpoint()
@@ -787,44 +772,31 @@ def main(argv: list[str] | None = None) -> int:
         SurgeryOptions, argv, prog, "Swap parameter groups between two policies and report."
     )
 
-    def body() -> int:
-        started = time.time()
+    def validate() -> None:
         if not 0 <= opts.exact_threshold < 1:
             raise UserError("--exact-threshold must be in [0, 1)")
         if opts.mc_samples == 1 or opts.mc_samples < 0:
             raise UserError("--mc-samples must be 0 (skip) or at least 2")
         if opts.alphas < 2:
             raise UserError("--alphas must be at least 2")
-        root, reports = Path(opts.checkpoints), Path(opts.reports)
-        ensure_writable(reports / "surgery")
-        ensure_default_policies([n for n in (opts.a, opts.b) if n.lower() != "ref"], root)
-        res = run_surgery(
-            opts.a,
-            opts.b,
-            opts.groups,
-            opts.pair,
-            opts.step,
-            root,
-            opts.exact_threshold,
-            opts.mc_samples,
-            opts.alphas,
-            opts.seed,
-            opts.progress,
-        )
-        prov = provenance(
-            prog,
-            argv,
-            res.checkpoints,
-            {"kl_mc": opts.seed, "policy": find_run(res.a, root).key.seed},
-            started,
-        )
-        path = write_report(build_report(res, prov), reports)
-        print(path)
-        for line in summary_lines(res):
-            print("- " + line)
-        return 0
 
-    return run(body, prog)
+    def compute(root: Path) -> SurgeryResult:
+        return run_surgery(
+            opts.a, opts.b, opts.groups, opts.pair, opts.step, root, opts.exact_threshold,
+            opts.mc_samples, opts.alphas, opts.seed, opts.progress,
+        )  # fmt: skip
+
+    return run_comparison(
+        prog,
+        argv,
+        opts,
+        "surgery",
+        compute,
+        build_report,
+        summary_lines,
+        validate,
+        {"kl_mc": opts.seed},
+    )
 
 
 if __name__ == "__main__":

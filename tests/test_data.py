@@ -94,3 +94,10 @@ def test_data_cli_prints_counts(capsys):
     assert main(["--preset", "sweep"]) == 0
     out = capsys.readouterr().out
     assert "4020" in out and "4000" in out
+
+
+def test_split_tensors_usable_with_autograd_after_inference_mode():
+    ds = make_dataset("tiny", 0)
+    with torch.inference_mode():
+        _ = ds.train.tokens  # first touch inside inference mode
+    assert not ds.train.tokens.is_inference()
