@@ -10,7 +10,8 @@ Conventions
 
 Losses (β plays each one's own role):
 - `dpo`    −log σ(β[(log π_w − log π_ref,w) − (log π_l − log π_ref,l)])        Rafailov et al. 2023
-- `ipo`    ((log-ratio_w − log-ratio_l) − 1/(2β))²                       Azar et al. 2023
+- `ipo`    ((log-ratio_w − log-ratio_l) − 1/(2β))², summed log-ratios (TRL
+           length-normalises them for IPO; we keep the paper's form)      Azar et al. 2023
 - `simpo`  −log σ(β·(log π_w/|y_w| − log π_l/|y_l|) − γ),
            γ = `SIMPO_GAMMA_RATIO`·β                                     Meng et al. 2024
 - `orpo`   −log π_w/|y_w| − β·log σ(log odds_w − log odds_l), odds of the mean

@@ -4,14 +4,16 @@
   when Y does not parse. Rates are means over the test prompts, under greedy decoding.
 - `Acc`, `Margin`: from the implicit reward r = β·log(π/π_ref) of the whole response (EOS
   included) on the test preference pairs: Acc is the share of pairs with r_w > r_l
-  (strictly), Margin the mean of r_w − r_l.
+  (strictly: ties count as misses, so Acc is 0 at step 0, where π = π_ref), Margin the
+  mean of r_w − r_l.
 - `kl_greedy`: the case study's KL: log π(y) − log π_ref(y) at the policy's greedy
   response y, averaged over test prompts. It is a single-sample proxy, not a KL.
 - `kl_mc`: Monte Carlo KL(π ‖ π_ref) from temperature-1 samples of π, with its standard
   error (prompts are strata: SE² = Σ_p s_p² / n / P²).
 - `kl_exact`: Σ_y π(y) log(π(y)/π_ref(y)) over the enumerated response tree
   (`interp.sampling.enumerate_responses`), averaged over prompts, reported with
-  `exact_residual`, the mean probability of the prefixes left unexpanded.
+  `exact_residual`, the mean probability of the prefixes left unexpanded. The left-out
+  part of the sum is unknown in size and sign: kl_exact is not a bound.
 - `ood_mass`: the probability π puts on OOD responses, from the same tree; the true value
   lies in [ood_mass, ood_mass + exact_residual].
 """
@@ -37,6 +39,22 @@ from interp.sampling import (
 )
 
 EXACT_THRESHOLD = 1e-4  # default: enumeration expands prefixes at least this probable
+# Bumped whenever a change alters what `evaluate` returns for the same model, so stored
+# checkpoint evaluations made by older code are recomputed instead of reused.
+EVAL_VERSION = 2
+
+
+def eval_settings(exact_threshold: float | None, task: Task) -> dict[str, Any]:
+    """What an evaluation depends on besides the model; stored with it, compared on reuse."""
+    from interp.sampling import MAX_FRONTIER
+
+    return {
+        "version": EVAL_VERSION,
+        "split": "test",
+        "exact_threshold": exact_threshold,
+        "max_new_tokens": task.max_new_tokens,
+        "max_frontier": MAX_FRONTIER,
+    }
 
 
 @torch.inference_mode()
@@ -172,8 +190,8 @@ def evaluate(
     ood, err = ood_and_error(resp.values, split.prompts, task)
     seq_lp = split_logprobs(model, split)
     out: dict[str, Any] = {
-        "ood_rate": float(ood.float().mean()),
-        "error": float(err.mean()),
+        "ood_rate": float(ood.double().mean()),
+        "error": float(err.double().mean()),
         "logp_chosen": float(seq_lp[split.chosen].mean()),
         "logp_rejected": float(seq_lp[split.rejected].mean()),
         "kl_greedy": None,
@@ -186,8 +204,8 @@ def evaluate(
             if ref_seq_logps is None:
                 ref_seq_logps = split_logprobs(ref, split)
             r_w, r_l = pair_rewards(seq_lp, ref_seq_logps, split, beta)
-            out["acc"] = float((r_w > r_l).float().mean())
-            out["margin"] = float((r_w - r_l).mean())
+            out["acc"] = float((r_w > r_l).double().mean())
+            out["margin"] = float((r_w - r_l).double().mean())
     if exact_threshold is not None:
         scorers = [ref] if ref is not None else []
         tree = enumerate_responses(

@@ -17,8 +17,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from interp.data import EOS, PAD, parse_response, prompt_ids
-from interp.data import decode as detokenize
+from interp.data import EOS, PAD, VOCAB, parse_response, prompt_ids
 from interp.lens import HookedTransformer, forward_cached, new_kv_cache, select_kv_rows_
 
 
@@ -48,8 +47,18 @@ class Responses:
         return toks, mask
 
     def text(self, i: int) -> str:
-        """Response i as a string, e.g. "303." ("" for an empty one)."""
-        return detokenize(self.tokens[i, : int(self.lengths[i])])
+        """Response i as a string, e.g. "303."; a generated pad token shows as <pad>."""
+        return "".join(VOCAB[int(t)] for t in self.tokens[i, : int(self.lengths[i])])
+
+
+def check_fits(model: HookedTransformer, prompt_len: int, max_new_tokens: int) -> None:
+    """Prompt plus a full-length response must fit the context: decoding, enumeration and
+    scoring (which feeds the whole sequence) all rely on it."""
+    if prompt_len + max_new_tokens > model.cfg.n_ctx:
+        raise ValueError(
+            f"a prompt of {prompt_len} tokens + {max_new_tokens} response tokens exceeds "
+            f"n_ctx {model.cfg.n_ctx}"
+        )
 
 
 def group_by_length(prompts: Sequence[int]) -> dict[int, list[int]]:
@@ -83,11 +92,7 @@ def decode(
     out = torch.full((len(prompts), max_new_tokens), PAD, dtype=torch.long)
     lengths = torch.zeros(len(prompts), dtype=torch.long)
     for plen, rows in group_by_length(prompts).items():
-        if plen + max_new_tokens - 1 > model.cfg.n_ctx:
-            raise ValueError(
-                f"prompt of {plen} tokens + {max_new_tokens} new tokens "
-                f"exceeds n_ctx {model.cfg.n_ctx}"
-            )
+        check_fits(model, plen, max_new_tokens)
         toks = torch.tensor([prompt_ids(prompts[i]) for i in rows])
         done = torch.zeros(len(rows), dtype=torch.bool)
         for _ in range(max_new_tokens):
@@ -161,7 +166,7 @@ class ResponseTree:
         return out.index_add_(0, self.leaf_prompt, self.logp[:, 0].double().exp() * values.double())
 
 
-MAX_FRONTIER = 20_000  # per level, over all prompts: bounds the cost on near-uniform models
+MAX_FRONTIER = 20_000  # prefixes kept per level and prompt length: bounds near-uniform models
 
 
 @torch.inference_mode()
@@ -184,7 +189,8 @@ def enumerate_responses(
     models = [model, *score_with]
     residual = torch.zeros(len(prompts_t), dtype=torch.float64)
     leaves: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-    for rows in group_by_length(prompts_t.tolist()).values():
+    for plen, rows in group_by_length(prompts_t.tolist()).items():
+        check_fits(model, plen, max_new_tokens)
         row = torch.tensor(rows)
         toks = torch.tensor([prompt_ids(int(prompts_t[i])) for i in rows])
         caches = [new_kv_cache(m, len(rows)) for m in models]

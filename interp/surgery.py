@@ -34,7 +34,7 @@ from interp.checkpoints import Checkpoint, default_root, resolve_pair
 from interp.cli import UserError, option, parse, run_comparison
 from interp.data import Task, make_dataset
 from interp.lens import HookedTransformer
-from interp.metrics import evaluate, kl_mc, ood_and_error, split_logprobs
+from interp.metrics import eval_settings, evaluate, kl_mc, ood_and_error, split_logprobs
 from interp.model import build_model, config_to_dict, same_architecture
 from interp.params import (
     Group,
@@ -151,7 +151,7 @@ class SurgeryResult:
     a: str
     b: str
     ref: str
-    beta: float  # A's β: the implicit reward (Acc, Margin) of A and of every A[g←B]; B uses its own
+    beta: float  # A's β: the implicit reward (Acc, Margin) of every model, B included
     pair: str
     groups: list[str]
     exact_threshold: float
@@ -233,22 +233,25 @@ def run_surgery(
     def ev(model: HookedTransformer, beta_: float = beta) -> dict[str, Any]:
         return evaluate(model, test, ref, beta_, ref_seq, exact_threshold)
 
+    settings = eval_settings(exact_threshold, task)
+
     def ev_checkpoint(ck: Checkpoint) -> dict[str, Any]:
-        """A checkpoint's own evaluation: the one training stored, when it was made with
-        these settings on this split against this reference, else computed now (with the
-        policy's own β, as training would have)."""
+        """A checkpoint's own evaluation, at A's β: the one training stored when it was made
+        by this evaluation code with these settings on this split against this reference
+        (its Margin rescaled from the run's β to A's: Margin is linear in β), else computed
+        now."""
         meta = ck.meta
         stored = meta.get("eval", {})
         same = (
-            meta.get("eval_settings", {}).get("exact_threshold") == exact_threshold
+            meta.get("eval_settings") == settings
             and meta.get("reference_sha256") == ref_ckpt.sha256
             and (meta.get("preset"), meta.get("seed")) == (a_run.key.preset, a_run.key.seed)
+            and meta.get("beta") is not None
             and all(stored.get(k) is not None for k in (*METRICS, "exact_residual"))
         )
-        if same:
-            return stored
-        own_beta = meta.get("beta")
-        return ev(ck.model, float(own_beta) if own_beta is not None else beta)
+        if not same:
+            return ev(ck.model)
+        return stored | {"margin": stored["margin"] * beta / float(meta["beta"])}
 
     labels = ["A", "B"] + [swap_label(g.name) for g in chosen]
     traj: dict[str, dict[str, list]] = {
@@ -416,14 +419,15 @@ def claims(res: SurgeryResult) -> list[dict[str, Any]]:
         if lab not in tr:
             continue
         ck, co = closed(lab, "kl_exact"), closed(lab, "ood_rate")
-        big = [x is not None and x >= 0.5 for x in (ck, co)]
-        n_big = sum(big)
+        n_big = sum(x is not None and x >= 0.5 for x in (ck, co))
         if want_big:
-            verdict = "holds" if n_big == 2 else "partly holds" if n_big == 1 else "does not hold"
             claim = "Swapping A's attention for B's tames KL and OOD"
+            verdict = "holds" if n_big == 2 else "partly holds" if n_big == 1 else "does not hold"
         else:
-            verdict = "holds" if n_big == 0 else "partly holds" if n_big == 1 else "does not hold"
             claim = "Swapping A's non-attention parameters for B's does not"
+            verdict = "holds" if n_big == 0 else "partly holds" if n_big == 1 else "does not hold"
+        if ck is None or co is None:  # A and B agree on a metric: no gap to close
+            verdict = "undetermined"
         # along the trajectory: steps where A is clearly further from ref than B
         gap_steps = [
             i
@@ -519,7 +523,8 @@ def summary_lines(res: SurgeryResult) -> list[str]:
             f"kl_exact {tr[lab]['kl_exact'][t]:.3f}. "
         )
     head += (
-        f"Of the finer groups, the one that fixes A most on its own is {best['group']} "
+        f"Apart from attention and non-attention, the group that fixes A most on its own is "
+        f"{best['group']} "
         f"(Δ kl_exact {best['d_kl_exact']:+.3f}, Δ OOD {best['d_ood_rate']:+.1%}, "
         f"{best['param_share']:.1%} of the parameters)."
     )
@@ -554,7 +559,9 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
             f"kl_greedy is the case study's KL (log-ratio at the greedy response); kl_exact sums "
             f"π·log(π/π_ref) over the enumerated response tree (prefixes below probability "
             f"{res.exact_threshold:g} left unexpanded; mean left-out mass at the last step: "
-            f"{tr['A']['exact_residual'][-1]:.2%} for A). Pairing: A_t with "
+            f"{tr['A']['exact_residual'][-1]:.2%} for A; the left-out part of the KL is unknown "
+            "in size and sign, so kl_exact is not a bound). Acc and Margin use A's β for every "
+            "model. Pairing: A_t with "
             + ("B_t, the same training step." if res.pair == "step" else "B's final checkpoint.")
         ],
         [

@@ -35,7 +35,14 @@ from interp.cli import UserError, option, parse, run
 from interp.data import PRESETS, Dataset, Split, encode_pairs, make_dataset
 from interp.lens import HookedTransformer
 from interp.losses import LOSSES, PairLogps, reward_stats, sequence_logprobs, sft_loss
-from interp.metrics import EXACT_THRESHOLD, eval_table, evaluate, model_logprobs, split_logprobs
+from interp.metrics import (
+    EXACT_THRESHOLD,
+    eval_settings,
+    eval_table,
+    evaluate,
+    model_logprobs,
+    split_logprobs,
+)
 from interp.model import CASE_STUDY, ModelSpec, build_model
 
 
@@ -165,7 +172,9 @@ def pair_logps(
         len_chosen=lens[:b],
         len_rejected=lens[b:],
     )
-    if with_kl_pairs:
+    if with_kl_pairs and b == 1:  # no other pair to mismatch with: z0 falls back to 0
+        out.kl_logratio = torch.zeros(1)
+    elif with_kl_pairs:
         assert ref is not None
         kt, km = encode_pairs(split.seq_prompt[w].tolist(), split.seq_response[w].roll(1).tolist())
         with torch.no_grad():
@@ -196,7 +205,10 @@ def _run_info(spec: RunSpec, data: Dataset, total: int, save_at: list[int]) -> d
     }
 
 
-_SETTINGS = ("preset", "loss", "beta", "seed", "hyper", "model", "total_steps", "checkpoint_steps")
+_SETTINGS = (
+    "preset", "loss", "beta", "seed", "hyper", "model", "total_steps", "checkpoint_steps",
+    "reference_sha256",
+)  # fmt: skip
 
 
 def _resume_point(rdir: Path, info: dict[str, Any]) -> tuple[int, Path] | None:
@@ -204,7 +216,7 @@ def _resume_point(rdir: Path, info: dict[str, Any]) -> tuple[int, Path] | None:
     if not (rdir / ck.RUN_FILE).exists():
         return None
     old = ck.read_json(rdir / ck.RUN_FILE)
-    changed = [k for k in _SETTINGS if old.get(k) != info[k]]
+    changed = [k for k in _SETTINGS if old.get(k) != info.get(k)]
     if changed:
         raise UserError(
             f"{rdir} holds an unfinished run with other settings ({', '.join(changed)}); "
@@ -284,7 +296,7 @@ def train_run(
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(ck.load_optimizer_state(d))
         log = TrainLog(Run(key, rdir).log()).truncate(start)
-        info["resumed_from"] = info.get("resumed_from", []) + [start]
+        info["resumed_from"] = ck.read_json(rdir / ck.RUN_FILE).get("resumed_from", []) + [start]
         print(f"resuming {key.name} from step {start}", file=sys.stderr)
     elif rdir.exists():
         shutil.rmtree(rdir)  # an unfinished run that saved nothing resumable
@@ -304,7 +316,7 @@ def train_run(
             "epoch": step / per_epoch,
             "reference_sha256": ref_sha,
             "eval": ev,
-            "eval_settings": {"split": "test", "exact_threshold": spec.exact_threshold},
+            "eval_settings": eval_settings(spec.exact_threshold, data.task),
         }
         # log first: if we die before the checkpoint lands, resuming truncates the log to
         # the previous checkpoint; the other order would lose rows.
@@ -347,9 +359,9 @@ def train_run(
             model.train()
     bar.close()
     model.eval()
-    ck.drop_optimizer_state(rdir)
     info.update(status="complete", wall_time_s=round(time.time() - t0, 2))
     ck.write_json(rdir / ck.RUN_FILE, info)
+    ck.drop_optimizer_state(rdir)  # only once "complete" is on disk: nothing left to resume
     return Run(key, rdir)
 
 

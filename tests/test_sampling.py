@@ -51,3 +51,15 @@ def test_sampling_is_seeded_and_follows_the_distribution():
     probs = torch.softmax(model(torch.tensor([prompt_ids(305)]))[0, -1], -1)
     freq = torch.bincount(a.tokens[:, 0], minlength=13).float() / 4000
     assert (freq - probs).abs().max() < 0.03
+
+
+def test_context_must_hold_prompt_and_full_response():
+    import pytest
+
+    from interp.sampling import enumerate_responses
+
+    model = build_model(ModelSpec(d_model=32, n_heads=2, d_mlp=32, n_ctx=9), seed=0)
+    for call in (lambda: greedy(model, [305], 6), lambda: enumerate_responses(model, [305], 6)):
+        with pytest.raises(ValueError, match="exceeds n_ctx 9"):
+            call()
+    assert greedy(model, [30], 6).tokens.shape == (1, 6)  # 3 + 6 fits
