@@ -39,6 +39,7 @@ from interp.lens import HookedTransformer
 from interp.metrics import ood_and_error
 from interp.report import default_reports_root
 from interp.sampling import greedy
+from interp.stats import spearman
 
 PLACES = {1: ["units"], 2: ["tens", "units"], 3: ["hundreds", "tens", "units"]}
 
@@ -230,17 +231,6 @@ def run_attention(
     return res
 
 
-def _spearman(x: list[float], y: list[float]) -> float | None:
-    pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None]
-    if len(pairs) < 3:
-        return None
-    xs, ys = (torch.tensor(v, dtype=torch.float64) for v in zip(*pairs))
-    rx, ry = xs.argsort().argsort().double(), ys.argsort().argsort().double()
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = (rx.norm() * ry.norm()).item()
-    return float((rx @ ry) / denom) if denom > 0 else None
-
-
 def findings(res: AttentionResult) -> list[str]:
     """Plain-language conclusions with their numbers."""
     L, H = res.a_vs_b.shape
@@ -261,8 +251,8 @@ def findings(res: AttentionResult) -> list[str]:
         f"{da.max():.3f}, {heads[int(da.argmax())]}), B {db.mean():.3f} (largest {db.max():.3f}).",
     ]
     drift_a = ta["drift"].flatten(1).mean(1).tolist()
-    rho_ood = _spearman(drift_a, ta["ood_rate"])
-    rho_kl = _spearman(drift_a, ta["kl_exact"])
+    rho_ood = spearman(drift_a, ta["ood_rate"])
+    rho_kl = spearman(drift_a, ta["kl_exact"])
     if rho_ood is not None and rho_kl is not None:
         out.append(
             f"Along A's training its mean attention drift rises with its KL (Spearman "

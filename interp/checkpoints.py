@@ -234,12 +234,12 @@ def save_checkpoint(
     step: int,
     model: HookedTransformer,
     meta: dict[str, Any],
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer_state: dict | None = None,
 ) -> Path:
     """Write one checkpoint folder atomically; returns its path.
 
     `meta` gets the step, the vocabulary, the git commit and the weights' sha256 added.
-    With `optimizer`, its state is saved beside the weights (for resuming).
+    With `optimizer_state` (an optimizer's state_dict), it is saved beside the weights.
     """
     final = run_dir / step_dirname(step)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -256,8 +256,8 @@ def save_checkpoint(
             "sha256": sha256_file(tmp / MODEL_FILE),
         }
         write_json(tmp / META_FILE, meta)
-        if optimizer is not None:
-            tensors, extra = _optimizer_tensors(optimizer.state_dict())
+        if optimizer_state is not None:
+            tensors, extra = _optimizer_tensors(optimizer_state)
             save_file(tensors, str(tmp / OPTIM_FILE), metadata=extra)
         if final.exists():
             shutil.rmtree(final)

@@ -44,6 +44,7 @@ from interp.lens import HookedTransformer
 from interp.metrics import EXACT_THRESHOLD, ood_flags, split_logprobs
 from interp.report import default_reports_root
 from interp.sampling import ResponseTree, enumerate_responses
+from interp.stats import pearson, spearman
 
 TOKENS = list(range(10)) + [EOS]  # the response tokens
 TOKEN_NAMES = [VOCAB[t] for t in TOKENS]
@@ -58,35 +59,6 @@ def gram(W: Tensor) -> dict[str, Tensor]:
     n = W.norm(dim=1)
     inner = W @ W.T
     return {"norm": n, "inner": inner, "cosine": inner / (n[:, None] * n[None, :])}
-
-
-def spearman(x: Tensor, y: Tensor) -> float | None:
-    """Spearman rank correlation (average ranks for ties)."""
-    x, y = x.double().flatten(), y.double().flatten()
-    if len(x) < 3:
-        return None
-
-    def ranks(v: Tensor) -> Tensor:
-        order = v.argsort()
-        r = torch.empty_like(v)
-        r[order] = torch.arange(len(v), dtype=v.dtype)
-        for val in v.unique():  # average the ranks of ties
-            m = v == val
-            if m.sum() > 1:
-                r[m] = r[m].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    d = float(rx.norm() * ry.norm())
-    return float(rx @ ry) / d if d > 0 else None
-
-
-def pearson(x: Tensor, y: Tensor) -> float | None:
-    x, y = x.double().flatten(), y.double().flatten()
-    x, y = x - x.mean(), y - y.mean()
-    d = float(x.norm() * y.norm())
-    return float(x @ y) / d if d > 0 else None
 
 
 # ----------------------------------------------------------------------------- CHES

@@ -40,18 +40,20 @@ Beta = float | Tensor
 
 
 def token_logprobs(
-    logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"]
-) -> Float[Tensor, "batch pos_minus_1"]:
-    """log π(tokens[:, t+1] | tokens[:, :t+1]) for every t."""
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    logits: Float[Tensor, "*member batch pos d_vocab"], tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "*member batch pos_minus_1"]:
+    """log π(tokens[:, t+1] | tokens[:, :t+1]) for every t. Logits may carry leading
+    (ensemble member) dimensions; the tokens broadcast over them."""
+    logp = F.log_softmax(logits[..., :-1, :].float(), dim=-1)
+    index = tokens[:, 1:].expand(logp.shape[:-1])
+    return logp.gather(-1, index[..., None]).squeeze(-1)
 
 
 def sequence_logprobs(
-    logits: Float[Tensor, "batch pos d_vocab"],
+    logits: Float[Tensor, "*member batch pos d_vocab"],
     tokens: Int[Tensor, "batch pos"],
     response_mask: Bool[Tensor, "batch pos"],
-) -> Float[Tensor, " batch"]:
+) -> Float[Tensor, "*member batch"]:
     """Sum of the response tokens' log-probabilities (prompt and pad masked out)."""
     lp = token_logprobs(logits, tokens)
     return torch.where(response_mask[:, 1:], lp, torch.zeros_like(lp)).sum(-1)

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp import checkpoints as ck
-from interp.checkpoints import PolicyKey, Run
+from interp.checkpoints import Checkpoint, PolicyKey, Run
 from interp.cli import UserError, option, parse, run
 from interp.data import PRESETS, Dataset, Split, encode_pairs, make_dataset
 from interp.lens import HookedTransformer
@@ -157,7 +157,9 @@ def pair_logps(
 ) -> PairLogps:
     """Policy and cached reference log-probs of a batch of pairs (one forward pass for both
     responses). With `with_kl_pairs`, also the log-ratio of mismatched pairs (prompt i with
-    the preferred response of pair i−1), which KTO uses for its reference point."""
+    the preferred response of pair i−1), which KTO uses for its reference point. `model`
+    may be an ensemble returning [member, batch, pos, d_vocab] logits: every output then
+    gains a leading member dimension."""
     w, l = split.chosen[idx], split.rejected[idx]
     seqs = torch.cat([w, l])
     tokens, mask = split.tokens[seqs], split.response_mask[seqs]
@@ -165,8 +167,8 @@ def pair_logps(
     lens = mask.sum(-1).float()
     b = len(idx)
     out = PairLogps(
-        policy_chosen=lp[:b],
-        policy_rejected=lp[b:],
+        policy_chosen=lp[..., :b],
+        policy_rejected=lp[..., b:],
         ref_chosen=ref_seq_logps[w],
         ref_rejected=ref_seq_logps[l],
         len_chosen=lens[:b],
@@ -178,7 +180,8 @@ def pair_logps(
         assert ref is not None
         kt, km = encode_pairs(split.seq_prompt[w].tolist(), split.seq_response[w].roll(1).tolist())
         with torch.no_grad():
-            out.kl_logratio = sequence_logprobs(model(kt), kt, km) - model_logprobs(ref, kt, km)
+            logits = model(kt, return_type="logits")
+            out.kl_logratio = sequence_logprobs(logits, kt, km) - model_logprobs(ref, kt, km)
     return out
 
 
@@ -245,6 +248,110 @@ class TrainLog:
         return TrainLog({k: [v[i] for i in keep] for k, v in self.columns.items()})
 
 
+class RunWriter:
+    """One run's folder: run.json, the training log, and evaluated checkpoints.
+
+    Shared by the one-run trainer here and the batched trainer in `interp.ensemble`, so a
+    run's files are the same whichever trained it.
+    """
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        root: Path | None,
+        data: Dataset,
+        ref_ckpt: Checkpoint | None,
+        ref_test: torch.Tensor | None = None,
+    ):
+        self.spec, self.key, self.data = spec, spec.key, data
+        self.rdir = ck.run_dir(spec.key, root)
+        self.ref = ref_ckpt.model if ref_ckpt is not None else None
+        self.ref_sha = ref_ckpt.sha256 if ref_ckpt is not None else None
+        self.per_epoch = math.ceil(data.train.n_pairs / spec.hyper.batch_size)
+        self.total = spec.hyper.epochs * self.per_epoch
+        self.save_at = checkpoint_steps(self.total, spec.n_checkpoints)
+        self.info = _run_info(spec, data, self.total, self.save_at)
+        self.info["reference_sha256"] = self.ref_sha
+        self.log = TrainLog()
+        self._ref_test = ref_test
+        self._t0 = time.time()
+
+    @property
+    def ref_test(self) -> torch.Tensor | None:
+        """The reference's log-probs of the test sequences (the scoring path evaluate() uses)."""
+        if self._ref_test is None and self.ref is not None:
+            self._ref_test = split_logprobs(self.ref, self.data.test)
+        return self._ref_test
+
+    def begin(self) -> tuple[int, Path | None]:
+        """Write run.json; the step to start from and the checkpoint to resume (or None)."""
+        resume = _resume_point(self.rdir, self.info)
+        if resume is None:
+            if self.rdir.exists():
+                shutil.rmtree(self.rdir)  # an unfinished run that saved nothing resumable
+            ck.write_json(self.rdir / ck.RUN_FILE, self.info)
+            return 0, None
+        start, d = resume
+        self.log = TrainLog(Run(self.key, self.rdir).log()).truncate(start)
+        old = ck.read_json(self.rdir / ck.RUN_FILE)
+        self.info["resumed_from"] = old.get("resumed_from", []) + [start]
+        print(f"resuming {self.key.name} from step {start}", file=sys.stderr)
+        ck.write_json(self.rdir / ck.RUN_FILE, self.info)
+        return start, d
+
+    def save(self, step: int, model: HookedTransformer, optimizer_state: dict) -> None:
+        """Evaluate the model on the test split and write the checkpoint of `step`."""
+        spec = self.spec
+        ev = evaluate(
+            model, self.data.test, self.ref, self.key.beta, self.ref_test, spec.exact_threshold
+        )
+        meta = {
+            **{k: self.info[k] for k in ("policy", "preset", "loss", "beta", "seed", "reference")},
+            "epoch": step / self.per_epoch,
+            "reference_sha256": self.ref_sha,
+            "eval": ev,
+            "eval_settings": eval_settings(spec.exact_threshold, self.data.task),
+        }
+        # log first: if we die before the checkpoint lands, resuming truncates the log to
+        # the previous checkpoint; the other order would lose rows.
+        ck.write_json(self.rdir / ck.LOG_FILE, self.log.columns)
+        d = ck.save_checkpoint(self.rdir, step, model, meta, optimizer_state)
+        ck.drop_optimizer_state(self.rdir, keep=d)
+
+    def diverged(self, step: int) -> TrainingDiverged:
+        last = max([s for s in self.save_at if s < step], default=0)
+        return TrainingDiverged(
+            f"{self.key.name}: non-finite loss at step {step}; checkpoints up to step {last} "
+            f"are kept in {self.rdir} (lower the learning rate or check β)"
+        )
+
+    def finish(self) -> Run:
+        self.info.update(status="complete", wall_time_s=round(time.time() - self._t0, 2))
+        ck.write_json(self.rdir / ck.RUN_FILE, self.info)
+        ck.drop_optimizer_state(self.rdir)  # only once "complete" is on disk
+        return Run(self.key, self.rdir)
+
+
+def is_complete(key: PolicyKey, root: Path | None = None) -> bool:
+    info = ck.run_dir(key, root) / ck.RUN_FILE
+    return info.exists() and ck.read_json(info).get("status") == "complete"
+
+
+def initial_policy(spec: RunSpec, ref_ckpt: Checkpoint | None) -> HookedTransformer:
+    """Where a run starts: a fresh model from the seed (SFT), or the reference's weights."""
+    if ref_ckpt is None:
+        return build_model(spec.model, seed=spec.key.seed)
+    ref = ref_ckpt.model
+    if spec.model != ModelSpec.from_config(ref.cfg):
+        raise UserError(
+            f"{ref_ckpt.policy} at {ref_ckpt.path.parent} has architecture "
+            f"{ModelSpec.from_config(ref.cfg)}, not {spec.model}; use another --checkpoints folder"
+        )
+    model = build_model(ref.cfg)
+    model.load_state_dict(ref.state_dict())
+    return model
+
+
 def train_run(
     spec: RunSpec,
     root: Path | None = None,
@@ -256,82 +363,33 @@ def train_run(
     Returns the finished run; a finished run is returned untouched.
     """
     key = spec.key
-    rdir = ck.run_dir(key, root)
-    if (rdir / ck.RUN_FILE).exists() and ck.read_json(rdir / ck.RUN_FILE).get(
-        "status"
-    ) == "complete":
-        return Run(key, rdir)
+    if is_complete(key, root):
+        return Run(key, ck.run_dir(key, root))
     data = data or make_dataset(key.preset, key.seed)
-    train, test = data.train, data.test
-    h = spec.hyper
-
-    ref: HookedTransformer | None = None
-    ref_sha = None
-    if key.is_ref:
-        model = build_model(spec.model, seed=key.seed)
-    else:
-        ref_ckpt = ck.find_run(key.reference, root).checkpoint()
-        ref, ref_sha = ref_ckpt.model, ref_ckpt.sha256
-        if spec.model != ModelSpec.from_config(ref.cfg):
-            raise UserError(
-                f"{key.reference.name} under {rdir.parent} has architecture "
-                f"{ModelSpec.from_config(ref.cfg)}, not {spec.model}; "
-                "use another --checkpoints folder"
-            )
-        model = build_model(ref.cfg)
-        model.load_state_dict(ref.state_dict())
+    train, h = data.train, spec.hyper
+    ref_ckpt = None if key.is_ref else ck.find_run(key.reference, root).checkpoint()
+    model = initial_policy(spec, ref_ckpt)
     optimizer = make_optimizer(model.parameters(), h)
+    writer = RunWriter(spec, root, data, ref_ckpt)
+    start, resume_dir = writer.begin()
+    if resume_dir is not None:
+        model.load_state_dict(ck.load_weights(resume_dir)[0].state_dict())
+        optimizer.load_state_dict(ck.load_optimizer_state(resume_dir))
+    ref = writer.ref
+    ref_train = None if ref is None else model_logprobs(ref, train.tokens, train.response_mask)
+    loss_fn, beta = LOSSES.get(key.loss), key.beta
 
-    per_epoch = math.ceil(train.n_pairs / h.batch_size)
-    total = h.epochs * per_epoch
-    save_at = checkpoint_steps(total, spec.n_checkpoints)
-    info = _run_info(spec, data, total, save_at)
-    info["reference_sha256"] = ref_sha
-
-    start, log = 0, TrainLog()
-    resume = _resume_point(rdir, info)
-    if resume is not None:
-        start, d = resume
-        loaded, _ = ck.load_weights(d)
-        model.load_state_dict(loaded.state_dict())
-        optimizer.load_state_dict(ck.load_optimizer_state(d))
-        log = TrainLog(Run(key, rdir).log()).truncate(start)
-        info["resumed_from"] = ck.read_json(rdir / ck.RUN_FILE).get("resumed_from", []) + [start]
-        print(f"resuming {key.name} from step {start}", file=sys.stderr)
-    elif rdir.exists():
-        shutil.rmtree(rdir)  # an unfinished run that saved nothing resumable
-    ck.write_json(rdir / ck.RUN_FILE, info)
-
-    ref_train = ref_test = None
-    if ref is not None:
-        ref_train = model_logprobs(ref, train.tokens, train.response_mask)
-        ref_test = split_logprobs(ref, test)  # the scoring path evaluate() uses
-    loss_fn = LOSSES.get(key.loss)
-    beta = key.beta
-
-    def save(step: int) -> None:
-        ev = evaluate(model, test, ref, beta, ref_test, exact_threshold=spec.exact_threshold)
-        meta = {
-            **{k: info[k] for k in ("policy", "preset", "loss", "beta", "seed", "reference")},
-            "epoch": step / per_epoch,
-            "reference_sha256": ref_sha,
-            "eval": ev,
-            "eval_settings": eval_settings(spec.exact_threshold, data.task),
-        }
-        # log first: if we die before the checkpoint lands, resuming truncates the log to
-        # the previous checkpoint; the other order would lose rows.
-        ck.write_json(rdir / ck.LOG_FILE, log.columns)
-        d = ck.save_checkpoint(rdir, step, model, meta, optimizer)
-        ck.drop_optimizer_state(rdir, keep=d)
-
-    t0 = time.time()
     if start == 0:
-        save(0)
+        writer.save(0, model, optimizer.state_dict())
     bar = tqdm(
-        total=total, initial=start, desc=key.name, disable=None if progress else True, leave=False
+        total=writer.total,
+        initial=start,
+        desc=key.name,
+        disable=None if progress else True,
+        leave=False,
     )
     model.train()
-    for step in range(start + 1, total + 1):
+    for step in range(start + 1, writer.total + 1):
         idx = batch_indices(key.seed, step, train.n_pairs, h.batch_size)
         if key.is_ref:
             loss, row = sft_step_loss(model, train, idx)
@@ -341,28 +399,21 @@ def train_run(
             with torch.no_grad():
                 row = {k: v.item() for k, v in reward_stats(lp, beta).items()}
         if not torch.isfinite(loss):
-            last = max([s for s in save_at if s < step], default=0)
-            raise TrainingDiverged(
-                f"{key.name}: non-finite loss at step {step}; checkpoints up to step {last} are "
-                f"kept in {rdir} (lower the learning rate or check β)"
-            )
+            raise writer.diverged(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if h.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip)
         optimizer.step()
-        log.add(step, {"loss": loss.item(), **row})
+        writer.log.add(step, {"loss": loss.item(), **row})
         bar.update(1)
-        if step in save_at:
+        if step in writer.save_at:
             model.eval()
-            save(step)
+            writer.save(step, model, optimizer.state_dict())
             model.train()
     bar.close()
     model.eval()
-    info.update(status="complete", wall_time_s=round(time.time() - t0, 2))
-    ck.write_json(rdir / ck.RUN_FILE, info)
-    ck.drop_optimizer_state(rdir)  # only once "complete" is on disk: nothing left to resume
-    return Run(key, rdir)
+    return writer.finish()
 
 
 def ensure_trained(
@@ -373,21 +424,40 @@ def ensure_trained(
     progress: bool = True,
     announce: bool = True,
     exact_threshold: float | None = EXACT_THRESHOLD,
+    ensemble: bool = True,
 ) -> list[Run]:
-    """Train whatever of `keys` (and their references) is missing or unfinished."""
-    runs = []
-    for key in keys:
-        for k in ([] if key.is_ref else [key.reference]) + [key]:
-            rdir = ck.run_dir(k, root)
-            info_path = rdir / ck.RUN_FILE
-            done = info_path.exists() and ck.read_json(info_path).get("status") == "complete"
-            if not done and announce:
-                print(f"training {k.name} ({k.preset} preset) into {rdir}", file=sys.stderr)
-            spec = RunSpec.for_key(k, model, n_checkpoints, exact_threshold)
-            run_ = train_run(spec, root, progress)
-            if k == key:
-                runs.append(run_)
-    return runs
+    """Train whatever of `keys` (and their references) is missing or unfinished, references
+    first. Preference runs that differ only in β are trained together as one batched
+    ensemble (`interp.ensemble`) unless `ensemble` is False. Returns the runs of `keys`."""
+    from interp.ensemble import train_ensemble
+
+    def spec(k: PolicyKey) -> RunSpec:
+        return RunSpec.for_key(k, model, n_checkpoints, exact_threshold)
+
+    def say(ks: Sequence[PolicyKey]) -> None:
+        for k in ks:
+            if announce and not is_complete(k, root):
+                print(
+                    f"training {k.name} ({k.preset} preset) into {ck.run_dir(k, root)}",
+                    file=sys.stderr,
+                )
+
+    refs = list(dict.fromkeys(k if k.is_ref else k.reference for k in keys))
+    say(refs)
+    for k in refs:
+        train_run(spec(k), root, progress)
+    groups: dict[tuple, list[PolicyKey]] = {}
+    for k in dict.fromkeys(k for k in keys if not k.is_ref):
+        groups.setdefault((k.preset, k.loss, k.seed), []).append(k)
+    for group in groups.values():
+        say(group)
+        pending = [k for k in group if not is_complete(k, root)]
+        if ensemble and len(pending) > 1:
+            train_ensemble([spec(k) for k in pending], root, progress)
+        else:
+            for k in pending:
+                train_run(spec(k), root, progress)
+    return [Run(k, ck.run_dir(k, root)) for k in keys]
 
 
 def ensure_default_policies(names: Sequence[str], root: Path | None = None) -> None:
@@ -437,6 +507,7 @@ class TrainOptions:
         EXACT_THRESHOLD,
         help="exact metrics at each checkpoint expand prefixes this probable; 0 = off",
     )
+    ensemble: bool = option(True, help="train the β values of a seed together as one batched model")
     progress: bool = option(True, help="show progress bars")
 
 
@@ -479,7 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= opts.exact_threshold < 1:
             raise UserError("--exact-threshold must be in [0, 1)")
         threshold = opts.exact_threshold or None
-        runs = ensure_trained(keys, root, spec, opts.n_checkpoints, opts.progress, True, threshold)
+        runs = ensure_trained(
+            keys, root, spec, opts.n_checkpoints, opts.progress, True, threshold, opts.ensemble
+        )
         print(summary_table(runs))
         print(f"checkpoints in {root} ({time.time() - t0:.0f} s)")
         return 0

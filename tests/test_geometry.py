@@ -8,15 +8,14 @@ from interp.geometry import (
     first_difference,
     main,
     mass_by_kind,
-    pearson,
     response_kind,
     sequence_hidden_sums,
-    spearman,
     top_ood,
     unembedding,
 )
 from interp.model import ModelSpec, build_model
 from interp.sampling import ResponseTree, enumerate_responses
+from interp.stats import pearson, spearman
 
 SPEC = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
 
