@@ -5,7 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: report test test-slow check bench clean-venv
+SEEDS  ?= 0
+
+.PHONY: report test test-slow check bench paper clean-venv
 
 report: $(STAMP)  ## the main job: surgery report beta0.01 vs beta1.0 (trains the policies if missing)
 	$(BIN)/python -m interp.surgery --a beta0.01 --b beta1.0
@@ -18,11 +20,16 @@ test-slow: $(STAMP)  ## the slow tests: real training runs
 
 check: $(STAMP)  ## lint + fast tests
 	$(BIN)/python -m ruff check interp tests benchmarks analyses
+	$(BIN)/python -m ruff format --check interp tests benchmarks analyses
 	$(BIN)/python -m pytest -q
+
+paper: $(STAMP)  ## every experiment of the case study + reports/paper.html (SEEDS="0 1 2 3 4" for five)
+	$(BIN)/python analyses/paper.py --seeds $(SEEDS)
 
 bench: $(STAMP)  ## timing ratios, see benchmarks/README.md
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_surgery.py
+	$(BIN)/python benchmarks/bench_ensemble.py
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

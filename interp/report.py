@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -40,6 +41,14 @@ LONG_TABLE = 16  # tables with more rows than this are folded into <details>
 
 def default_reports_root() -> Path:
     return Path(os.environ.get("INTERP_REPORTS", "reports"))
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to another report (href relative to the page)."""
+
+    text: str
+    href: str
 
 
 @dataclass
@@ -100,7 +109,9 @@ def jsonable(obj: Any) -> Any:
 
 
 def cell(v: Any) -> str:
-    """How a table cell is shown."""
+    """How a table cell is shown (escaped by the template, except links built here)."""
+    if isinstance(v, Link):
+        return markupsafe.Markup('<a href="{}">{}</a>').format(v.href, v.text)
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
     if isinstance(v, bool):
@@ -176,7 +187,7 @@ th{background:#eef1f6}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.88em;color:#4b5263}
 .note{font-size:.85em;color:#4b5263}footer{margin-top:3em;font-size:.8em;color:#4b5263;
 border-top:1px solid #d8dce4}code{font-size:.95em}details{margin:.3em 0}
-.scroll{overflow-x:auto}summary{cursor:pointer;color:#4a6fa5}
+.scroll{overflow-x:auto}summary{cursor:pointer;color:#4a6fa5}td.txt{text-align:left}
 """
 
 _PAGE = _ENV.from_string(
@@ -185,7 +196,7 @@ _PAGE = _ENV.from_string(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ r.title }}</title><style>{{ style }}</style></head>
 <body>
-<p class="note"><a href="../index.html">all reports</a> · {{ r.kind }}</p>
+<p class="note"><a href="{{ index_href }}">all reports</a> · {{ r.kind }}</p>
 <h1>{{ r.title }}</h1>
 <div class="summary">{% for p in r.summary %}<p>{{ p }}</p>{% endfor %}</div>
 {% for s in r.sections %}{% set si = loop.index0 %}
@@ -196,7 +207,7 @@ _PAGE = _ENV.from_string(
 {% for t in s.tables %}<h3>{{ t.title }}</h3>
 {% if t.rows | length > long_table %}<details><summary>show the table ({{ t.rows | length }} rows)</summary>{% endif %}
 <div class="scroll"><table><thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
-{% for row in t.rows %}<tr>{% for v in row %}<td>{{ v | cell }}</td>{% endfor %}</tr>{% endfor %}
+{% for row in t.rows %}<tr>{% for v in row %}<td{% if v is string %} class="txt"{% endif %}>{{ v | cell }}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table></div>{% if t.rows | length > long_table %}</details>{% endif %}
 {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}{% endfor %}
 {% endfor %}
@@ -228,7 +239,7 @@ _INDEX = _ENV.from_string(
 )
 
 
-def render_html(report: Report, json_name: str) -> str:
+def render_html(report: Report, json_name: str, index_href: str = "../index.html") -> str:
     pngs = [[figure_png(f.figure) for f in s.figures] for s in report.sections]
     return _PAGE.render(
         r=report,
@@ -237,6 +248,7 @@ def render_html(report: Report, json_name: str) -> str:
         style=_STYLE,
         json_name=json_name,
         long_table=LONG_TABLE,
+        index_href=index_href,
     )
 
 
@@ -275,16 +287,18 @@ def _atomic_write_all(files: dict[Path, str]) -> None:
         raise
 
 
-def write_report(report: Report, root: Path | None = None) -> Path:
-    """Write `<root>/<kind>/<slug>.html` and `.json` and refresh `<root>/index.html`."""
+def write_report(report: Report, root: Path | None = None, top_level: bool = False) -> Path:
+    """Write `<root>/<kind>/<slug>.html` and `.json` (`<root>/<slug>.*` when `top_level`,
+    as for paper.html) and refresh `<root>/index.html`."""
     root = Path(root) if root is not None else default_reports_root()
-    folder = root / report.kind
+    folder = root if top_level else root / report.kind
     ensure_writable(folder)
     html_path = folder / f"{report.slug}.html"
     json_path = folder / f"{report.slug}.json"
+    index_href = "index.html" if top_level else "../index.html"
     _atomic_write_all(
         {
-            html_path: render_html(report, json_path.name),
+            html_path: render_html(report, json_path.name, index_href),
             json_path: json.dumps(twin(report, html_path.name), indent=1, allow_nan=False) + "\n",
         }
     )
@@ -295,7 +309,7 @@ def write_report(report: Report, root: Path | None = None) -> Path:
 def refresh_index(root: Path) -> Path:
     """Rewrite `<root>/index.html` from the JSON twins found under `root`."""
     rows = []
-    for path in sorted(root.glob("*/*.json")):
+    for path in sorted(root.glob("*.json")) + sorted(root.glob("*/*.json")):
         try:
             d = json.loads(path.read_text())
             html = path.parent / d["html"]
@@ -314,3 +328,67 @@ def refresh_index(root: Path) -> Path:
     index = root / "index.html"
     _atomic_write_all({index: _INDEX.render(rows=rows, style=_STYLE)})
     return index
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+@dataclass
+class Claim:
+    """One of the case study's claims, as measured over seeds."""
+
+    id: str  # F1 … F5
+    claim: str
+    case_study: str  # what the case study reports
+    statistic: str  # what `values` are
+    values: list[float | None]  # one per seed
+    verdicts: list[str]  # one per seed: holds / partly holds / does not hold / undetermined
+    detail: str = ""
+    links: list[str] = field(default_factory=list)  # report paths, relative to the reports root
+    spec: str = ".3f"
+
+    @property
+    def verdict(self) -> str:
+        """All seeds agree: that verdict; otherwise how many seeds it holds in."""
+        if not self.verdicts:
+            return "undetermined"
+        if len(set(self.verdicts)) == 1:
+            return self.verdicts[0]
+        n = sum(v == "holds" for v in self.verdicts)
+        return f"holds in {n} of {len(self.verdicts)} seeds"
+
+    def measured(self) -> str:
+        from interp.stats import fmt_ci
+
+        return f"{self.statistic}: {fmt_ci(self.values, self.spec)}"
+
+
+def claims_table(
+    claims: list[Claim], title: str = "The case study's claims", prefix: str = "../"
+) -> Table:
+    """The claims as a table; `prefix` turns report paths (relative to the reports root)
+    into links relative to the page showing the table."""
+    return Table(
+        title,
+        [
+            "",
+            "claim",
+            "case study",
+            "measured here (mean ± 95% CI over seeds)",
+            "verdict",
+            "per seed",
+            "report",
+        ],
+        [
+            [
+                c.id,
+                c.claim,
+                c.case_study,
+                c.measured() + (f"; {c.detail}" if c.detail else ""),
+                c.verdict,
+                ", ".join(c.verdicts),
+                Link(Path(c.links[0]).stem, prefix + c.links[0]) if c.links else None,
+            ]
+            for c in claims
+        ],
+    )
