@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from _experiment import cli, publish
 
 from interp import plots
-from interp.checkpoints import PolicyKey, default_root, find_run
-from interp.cli import option, parse, run
+from interp.checkpoints import PolicyKey, find_run
 from interp.metrics import EXACT_THRESHOLD
 from interp.model import CASE_STUDY, ModelSpec
 from interp.report import (
@@ -42,10 +42,8 @@ from interp.report import (
     Section,
     Table,
     claims_table,
-    default_reports_root,
     jsonable,
     provenance,
-    write_report,
 )
 from interp.stats import fmt_ci, spearman
 from interp.train import ensure_trained, paper_betas
@@ -179,7 +177,7 @@ def run_sweep(
     return res
 
 
-def claim(res: SweepResult, link: str) -> Claim:
+def claim(res: SweepResult) -> Claim:
     verdicts = []
     for s in res.seeds:
         g = res.per_seed[s]["kl_greedy"]
@@ -208,7 +206,6 @@ def claim(res: SweepResult, link: str) -> Claim:
             f"follows kl_exact with Spearman {fmt_ci([res.collapse[s]['ood_mass ~ kl_exact'] for s in res.seeds])}"
             f" (kl_greedy: {fmt_ci([res.collapse[s]['ood_mass ~ kl_greedy'] for s in res.seeds])})"
         ),
-        links=[link],
     )
 
 
@@ -303,14 +300,6 @@ def build_report(res: SweepResult, f2: Claim, prov: dict[str, Any]) -> Report:
     )
 
 
-@dataclass
-class SweepOptions:
-    seeds: list[int] = option([0], help="seeds (data split, initialisation, batch order)")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
-    progress: bool = option(True, help="show progress bars")
-
-
 def experiment(
     seeds,
     root,
@@ -325,29 +314,19 @@ def experiment(
     """Train what is missing, write the report, return the F2 claim."""
     started = time.time()
     res = run_sweep(seeds, root, preset, model, betas, progress, exact_threshold)
-    f2 = claim(res, "")
+    f2 = claim(res)
     prov = provenance("analyses/beta_sweep.py", argv, res.checkpoints, {"seeds": seeds}, started)
-    path = write_report(build_report(res, f2, prov), reports)
-    f2.links = [str(path.relative_to(reports))]
+    publish(build_report(res, f2, prov), reports, [f2])
     return f2
 
 
 def main(argv: list[str] | None = None) -> int:
-    prog = "python analyses/beta_sweep.py"
-    opts = parse(SweepOptions, argv, prog, "F2: in-distribution policies have similar KL (§4.2).")
-
-    def body() -> int:
-        f2 = experiment(
-            opts.seeds,
-            Path(opts.checkpoints),
-            Path(opts.reports),
-            progress=opts.progress,
-            argv=argv,
-        )
-        print(f"{f2.id} {f2.verdict}: {f2.measured()}; {f2.detail}")
-        return 0
-
-    return run(body, prog)
+    return cli(
+        experiment,
+        "python analyses/beta_sweep.py",
+        "F2: in-distribution policies have similar KL (§4.2).",
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _experiment import cli, publish
 
 from interp import plots
-from interp.checkpoints import PolicyKey, Run, default_root, find_run
-from interp.cli import option, parse, run
+from interp.checkpoints import PolicyKey, Run, find_run
 from interp.metrics import EXACT_THRESHOLD
 from interp.model import CASE_STUDY, ModelSpec
 from interp.report import (
@@ -39,10 +39,8 @@ from interp.report import (
     Section,
     Table,
     claims_table,
-    default_reports_root,
     jsonable,
     provenance,
-    write_report,
 )
 from interp.stats import spearman
 from interp.train import ensure_trained
@@ -124,7 +122,7 @@ def run_grokking(
     return res
 
 
-def claim(res: GrokkingResult, link: str) -> Claim:
+def claim(res: GrokkingResult) -> Claim:
     verdicts, values, onsets = [], [], []
     for seed in res.seeds:
         runs = res.per_run[seed].values()
@@ -155,7 +153,6 @@ def claim(res: GrokkingResult, link: str) -> Claim:
             if onsets
             else "no run went OOD"
         ),
-        links=[link],
         spec=".1%",
     )
 
@@ -218,14 +215,6 @@ def build_report(res: GrokkingResult, f1: Claim, prov: dict[str, Any]) -> Report
     )
 
 
-@dataclass
-class GrokkingOptions:
-    seeds: list[int] = option([0], help="seeds (data split, initialisation, batch order)")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
-    progress: bool = option(True, help="show progress bars")
-
-
 def experiment(
     seeds,
     root,
@@ -240,33 +229,16 @@ def experiment(
     """Train what is missing, write the report, return the F1 claim."""
     started = time.time()
     res = run_grokking(seeds, root, preset, model, betas, progress, exact_threshold)
-    f1 = claim(res, "")
-    report = build_report(
-        res,
-        f1,
-        provenance("analyses/grokking.py", argv, res.checkpoints, {"seeds": seeds}, started),
-    )
-    path = write_report(report, reports)
-    f1.links = [str(path.relative_to(reports))]
+    f1 = claim(res)
+    prov = provenance("analyses/grokking.py", argv, res.checkpoints, {"seeds": seeds}, started)
+    publish(build_report(res, f1, prov), reports, [f1])
     return f1
 
 
 def main(argv: list[str] | None = None) -> int:
-    prog = "python analyses/grokking.py"
-    opts = parse(GrokkingOptions, argv, prog, "F1: DPO does not grok (case study §4.1).")
-
-    def body() -> int:
-        f1 = experiment(
-            opts.seeds,
-            Path(opts.checkpoints),
-            Path(opts.reports),
-            progress=opts.progress,
-            argv=argv,
-        )
-        print(f"{f1.id} {f1.verdict}: {f1.measured()}; {f1.detail}")
-        return 0
-
-    return run(body, prog)
+    return cli(
+        experiment, "python analyses/grokking.py", "F1: DPO does not grok (case study §4.1).", argv
+    )
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _experiment import cli, publish
+
 from interp import attention, geometry, patching, surgery
-from interp.checkpoints import PolicyKey, default_root
-from interp.cli import option, parse, run
+from interp.checkpoints import PolicyKey
 from interp.metrics import EXACT_THRESHOLD
 from interp.model import CASE_STUDY, ModelSpec
 from interp.report import (
@@ -34,7 +34,6 @@ from interp.report import (
     Section,
     Table,
     claims_table,
-    default_reports_root,
     provenance,
     write_report,
 )
@@ -243,14 +242,6 @@ def overview(
     )
 
 
-@dataclass
-class MechanisticOptions:
-    seeds: list[int] = option([0], help="seeds (data split, initialisation, batch order)")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
-    progress: bool = option(True, help="show progress bars")
-
-
 def experiment(
     seeds,
     root,
@@ -267,32 +258,19 @@ def experiment(
     cl = claims(per_seed)
     ckpts = [c for r in per_seed for c in r["checkpoints"]]
     prov = provenance("analyses/mechanistic.py", argv, ckpts, {"seeds": seeds}, started)
-    path = write_report(
-        overview(per_seed, cl, prov, f"{preset}_seeds_{'-'.join(map(str, seeds))}"), reports
+    publish(
+        overview(per_seed, cl, prov, f"{preset}_seeds_{'-'.join(map(str, seeds))}"), reports, cl
     )
-    for c in cl:
-        c.links = [str(path.relative_to(reports))] + c.links
     return cl
 
 
 def main(argv: list[str] | None = None) -> int:
-    prog = "python analyses/mechanistic.py"
-    opts = parse(
-        MechanisticOptions, argv, prog, "F3–F5: surgery, attention, patching, geometry (§4.3)."
+    return cli(
+        experiment,
+        "python analyses/mechanistic.py",
+        "F3–F5: surgery, attention, patching, geometry (§4.3).",
+        argv,
     )
-
-    def body() -> int:
-        for c in experiment(
-            opts.seeds,
-            Path(opts.checkpoints),
-            Path(opts.reports),
-            progress=opts.progress,
-            argv=argv,
-        ):
-            print(f"{c.id} {c.verdict}: {c.measured()}; {c.detail}")
-        return 0
-
-    return run(body, prog)
 
 
 if __name__ == "__main__":

@@ -56,14 +56,14 @@ def test_grokking_claim():
         "acc_rho": None,
         "onset_epoch": None,
     }
-    assert grokking.claim(_grok({0.1: ok, 1.0: quiet}), "x").verdicts == ["holds"]
-    assert grokking.claim(_grok({0.1: ok | {"came_back": True}, 1.0: quiet}), "x").verdicts == [
+    assert grokking.claim(_grok({0.1: ok, 1.0: quiet})).verdicts == ["holds"]
+    assert grokking.claim(_grok({0.1: ok | {"came_back": True}, 1.0: quiet})).verdicts == [
         "does not hold"
     ]
-    assert grokking.claim(_grok({0.1: ok | {"acc_rho": -0.2}, 1.0: quiet}), "x").verdicts == [
+    assert grokking.claim(_grok({0.1: ok | {"acc_rho": -0.2}, 1.0: quiet})).verdicts == [
         "partly holds"
     ]
-    assert grokking.claim(_grok({0.1: quiet, 1.0: quiet}), "x").verdicts == ["undetermined"]
+    assert grokking.claim(_grok({0.1: quiet, 1.0: quiet})).verdicts == ["undetermined"]
 
 
 def test_sweep_helpers():

@@ -15,6 +15,12 @@ from interp.train import ensure_trained
 FAST = ["--no-progress", "--mc-samples", "4", "--alphas", "3", "--exact-threshold", "0.01"]
 
 
+def fast_surgery(root, b="tiny/beta1.0", **kw):
+    """run_surgery on the tiny runs, with the cheap settings the tests use."""
+    settings = dict(root=root, exact_threshold=1e-2, mc_samples=0, n_alphas=2, progress=False) | kw
+    return run_surgery("tiny/beta0.1", b, **settings)
+
+
 def cli(root, reports, *args):
     return main(["--checkpoints", str(root), "--reports", str(reports), *FAST, *args])
 
@@ -50,15 +56,7 @@ def test_report_written_with_twin_and_index(tiny_root, tmp_path, capsys):
 
 def test_stored_evaluations_equal_recomputed_ones(tiny_root):
     # surgery reuses the evaluation training stored; it must be what evaluate() gives now
-    res = run_surgery(
-        "tiny/beta0.1",
-        "tiny/beta1.0",
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=2,
-        progress=False,
-    )
+    res = fast_surgery(tiny_root)
     data = make_dataset("tiny", 0)
     ref = ck.load("tiny/ref", root=tiny_root)
     ref_seq = split_logprobs(ref, data.test)
@@ -70,16 +68,7 @@ def test_stored_evaluations_equal_recomputed_ones(tiny_root):
 
 
 def test_swapping_the_whole_model_gives_b_at_every_step(tiny_root):
-    res = run_surgery(
-        "tiny/beta0.1",
-        "tiny/beta1.0",
-        groups=["model"],
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=2,
-        progress=False,
-    )
+    res = fast_surgery(tiny_root, groups=["model"])
     a_b, b = res.trajectory["A[model←B]"], res.trajectory["B"]
     for m in ("kl_greedy", "kl_exact", "ood_rate", "ood_mass", "error", "acc"):
         assert a_b[m] == b[m], m
@@ -88,15 +77,7 @@ def test_swapping_the_whole_model_gives_b_at_every_step(tiny_root):
 
 
 def test_interpolation_endpoints_are_a_and_the_swap(tiny_root):
-    res = run_surgery(
-        "tiny/beta0.1",
-        "tiny/beta1.0",
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=3,
-        progress=False,
-    )
+    res = fast_surgery(tiny_root, n_alphas=3)
     last = res.steps.index(res.table_step)
     for g in ("attention", "non-attention"):
         curve = res.interpolation[g]["kl_exact"]
@@ -110,26 +91,9 @@ def test_interpolation_endpoints_are_a_and_the_swap(tiny_root):
 
 
 def test_pair_final_and_ref_donor(tiny_root, tmp_path):
-    res = run_surgery(
-        "tiny/beta0.1",
-        "tiny/beta1.0",
-        pair="final",
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=2,
-        progress=False,
-    )
+    res = fast_surgery(tiny_root, pair="final")
     assert set(res.donor_steps) == {ck.load_checkpoint("tiny/beta1.0", root=tiny_root).step}
-    res = run_surgery(
-        "tiny/beta0.1",
-        "ref",
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=2,
-        progress=False,
-    )
+    res = fast_surgery(tiny_root, "ref")
     assert res.b == "tiny/ref" and res.pair == "final"
     assert all(v == 0.0 for v in res.trajectory["B"]["kl_exact"])
     # A with all of the reference's attention and non-attention is the reference: KL 0
@@ -247,15 +211,7 @@ def test_no_gap_no_verdict():
 def test_stale_stored_evaluations_are_recomputed(tiny_root, tmp_path, monkeypatch):
     import interp.metrics as metrics
 
-    base = run_surgery(
-        "tiny/beta0.1",
-        "tiny/beta1.0",
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=2,
-        progress=False,
-    )
+    base = fast_surgery(tiny_root)
     calls = {"n": 0}
     real = metrics.evaluate
 
@@ -266,27 +222,11 @@ def test_stale_stored_evaluations_are_recomputed(tiny_root, tmp_path, monkeypatc
     import interp.surgery as surgery
 
     monkeypatch.setattr(surgery, "evaluate", counting)
-    run_surgery(
-        "tiny/beta0.1",
-        "tiny/beta1.0",
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=2,
-        progress=False,
-    )
+    fast_surgery(tiny_root)
     fresh_calls = calls["n"]
     monkeypatch.setattr(metrics, "EVAL_VERSION", metrics.EVAL_VERSION + 1)
     calls["n"] = 0
-    again = run_surgery(
-        "tiny/beta0.1",
-        "tiny/beta1.0",
-        root=tiny_root,
-        exact_threshold=1e-2,
-        mc_samples=0,
-        n_alphas=2,
-        progress=False,
-    )
+    again = fast_surgery(tiny_root)
     n_steps = len(base.steps)
     assert calls["n"] == fresh_calls + 2 * n_steps  # A and B at every step, recomputed
     assert again.trajectory["A"]["kl_exact"] == pytest.approx(base.trajectory["A"]["kl_exact"])

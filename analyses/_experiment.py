@@ -1,0 +1,52 @@
+"""What the experiment scripts share: their options, their command line, and writing a
+report whose path the claims then link to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from interp.checkpoints import default_root
+from interp.cli import option, parse, run
+from interp.report import Claim, Report, default_reports_root, write_report
+
+
+@dataclass
+class ExperimentOptions:
+    seeds: list[int] = option([0], help="seeds (data split, initialisation, batch order)")
+    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
+    reports: str = option(str(default_reports_root()), help="report root folder")
+    progress: bool = option(True, help="show progress bars")
+
+
+def publish(report: Report, reports: Path, claims: list[Claim]) -> Path:
+    """Write the report and put its path first among each claim's links."""
+    path = write_report(report, reports)
+    for c in claims:
+        c.links = [str(path.relative_to(reports)), *c.links]
+    return path
+
+
+def cli(
+    experiment: Callable[..., Claim | list[Claim]],
+    prog: str,
+    description: str,
+    argv: list[str] | None,
+) -> int:
+    """Parse the shared options, run the experiment, print one line per claim."""
+    opts = parse(ExperimentOptions, argv, prog, description)
+
+    def body() -> int:
+        out = experiment(
+            opts.seeds,
+            Path(opts.checkpoints),
+            Path(opts.reports),
+            progress=opts.progress,
+            argv=argv,
+        )
+        for c in out if isinstance(out, list) else [out]:
+            print(f"{c.id} {c.verdict}: {c.measured()}; {c.detail}")
+        return 0
+
+    return run(body, prog)
