@@ -13,7 +13,9 @@ Operational definitions, computed with kl_greedy (the case study's) and with kl_
   most 0.5 nats wide;
 - *U-shaped*: binning every checkpoint by KL (8 quantile bins), the bin with the lowest
   mean OOD is neither the first nor the last, and each end bin's mean exceeds it by more
-  than twice the standard error of that difference.
+  than twice the standard error of that difference and by at least 1 point. (Checkpoints
+  along one trajectory are not independent, so the standard errors are optimistic; the
+  1-point floor keeps a dip too small to matter from counting.)
 F2 holds for a seed when both hold for kl_greedy; partly when one does.
 
     python analyses/beta_sweep.py --seeds 0 1 2
@@ -33,6 +35,7 @@ from _experiment import cli, publish
 
 from interp import plots
 from interp.checkpoints import PolicyKey, find_run
+from interp.cli import UserError
 from interp.metrics import EXACT_THRESHOLD
 from interp.model import CASE_STUDY, ModelSpec
 from interp.report import (
@@ -51,7 +54,7 @@ from interp.train import ensure_trained, paper_betas
 KLS = ("kl_greedy", "kl_exact")
 OODS = ("ood_rate", "ood_mass")
 METRICS = (*KLS, *OODS, "error", "exact_residual")
-BAND_WIDTH, N_BINS = 0.5, 8
+BAND_WIDTH, N_BINS, U_FLOOR = 0.5, 8, 0.01
 
 
 def optimal_index(ood: list[float], latest: bool = True) -> int:
@@ -78,10 +81,18 @@ def binned(kl: np.ndarray, ood: np.ndarray, n_bins: int = N_BINS) -> dict[str, l
 
 def u_shape(bins: dict[str, list]) -> dict[str, Any]:
     means, se = bins["mean"], bins["se"]
+    if len(means) < 3:  # KL barely varies: no shape to speak of
+        return {
+            "u_shaped": False,
+            "min_bin": None,
+            "min_kl": None,
+            "left_rise": None,
+            "right_rise": None,
+        }
     k = int(np.argmin(means))
 
     def rises(end: int) -> bool:
-        return means[end] - means[k] > 2 * float(np.hypot(se[end], se[k]))
+        return means[end] - means[k] > max(2 * float(np.hypot(se[end], se[k])), U_FLOOR)
 
     return {
         "u_shaped": bool(0 < k < len(means) - 1 and rises(0) and rises(-1)),
@@ -128,12 +139,19 @@ def run_sweep(
     res = SweepResult(preset, seeds, betas, [], {}, {}, {})
     for seed in seeds:
         keys = [PolicyKey(preset, "dpo", b, seed) for b in betas]
-        ensure_trained(keys, root, model, 30, progress=progress, exact_threshold=exact_threshold)
+        ensure_trained(
+            keys, root, model, 30, progress=progress, exact_threshold=exact_threshold, strict=True
+        )
         runs = [find_run(k, root) for k in keys]
         res.steps = runs[0].steps()
         grid: dict[str, list[list[float]]] = {m: [] for m in METRICS}
         for r in runs:
             evs = [c.eval for c in r.trajectory()]
+            if any(e.get("kl_exact") is None for e in evs):
+                raise UserError(
+                    f"checkpoints of {r.name} have no kl_exact (trained with --exact-threshold 0?); "
+                    "train the sweep into another --checkpoints folder"
+                )
             for m in METRICS:
                 grid[m].append([e.get(m) for e in evs])
             c = r.checkpoint()

@@ -9,8 +9,9 @@ Operational definitions (per seed and β):
 - the policy *goes OOD* at the first epoch whose greedy OOD rate exceeds the reference's
   final OOD rate by more than 10 points; the epochs before are its in-distribution region;
 - it *comes back* if a later epoch has an OOD rate within 5 points of the reference's;
-- margin and accuracy *keep rising* if, after going OOD, both correlate positively with
-  the epoch (Spearman > 0.5).
+- margin and accuracy *keep rising* if, after going OOD, each correlates positively with
+  the epoch (Spearman > 0.5) or stays flat (a saturated accuracy has not fallen); with
+  fewer than 3 epochs after going OOD there is too little to tell (undetermined).
 F1 holds for a seed when at least one β went OOD, none came back, and the margin and
 accuracy of each that went OOD kept rising.
 
@@ -47,7 +48,7 @@ from interp.train import ensure_trained
 
 BETAS = [0.01, 0.02, 0.1, 0.2, 0.5]
 METRICS = ("ood_rate", "error", "margin", "acc", "kl_exact")
-OOD_RISE, COME_BACK, RISING = 0.10, 0.05, 0.5
+OOD_RISE, COME_BACK, RISING, MIN_EPOCHS = 0.10, 0.05, 0.5, 3
 
 
 def series(r: Run) -> dict[str, list]:
@@ -60,27 +61,44 @@ def series(r: Run) -> dict[str, list]:
     return out
 
 
+def kept_rising(epochs: list[float], values: list[float | None]) -> bool | None:
+    """Did a series keep rising? Spearman with the epoch above 0.5; a series that stays
+    flat (e.g. accuracy saturated at 1) did not fall, so it counts; fewer than
+    `MIN_EPOCHS` points: None (too few to say)."""
+    pts = [(e, v) for e, v in zip(epochs, values) if v is not None]
+    if len(pts) < MIN_EPOCHS:
+        return None
+    if len({v for _, v in pts}) == 1:
+        return True
+    rho = spearman([e for e, _ in pts], [v for _, v in pts])
+    return rho is not None and rho > RISING
+
+
 def verdict_for(run_series: dict[str, list], ref_ood: float) -> dict[str, Any]:
     ood = run_series["ood_rate"]
     onset = next((i for i, v in enumerate(ood) if v > ref_ood + OOD_RISE), None)
-    if onset is None:
-        return {
-            "went_ood": False,
-            "onset_epoch": None,
-            "came_back": False,
-            "margin_rho": None,
-            "acc_rho": None,
-        }
-    back = any(v <= ref_ood + COME_BACK for v in ood[onset + 1 :])
-    epochs = run_series["epoch"][onset:]
-    return {
-        "went_ood": True,
-        "onset_epoch": run_series["epoch"][onset],
-        "came_back": back,
-        "margin_rho": spearman(epochs, run_series["margin"][onset:]),
-        "acc_rho": spearman(epochs, run_series["acc"][onset:]),
-        "final_ood": ood[-1],
+    out: dict[str, Any] = {
+        "went_ood": onset is not None,
+        "onset_epoch": None,
+        "came_back": False,
+        "margin_rho": None,
+        "acc_rho": None,
+        "rising": None,
     }
+    if onset is None:
+        return out
+    epochs = run_series["epoch"][onset:]
+    margin, acc = run_series["margin"][onset:], run_series["acc"][onset:]
+    rising = [kept_rising(epochs, margin), kept_rising(epochs, acc)]
+    out.update(
+        onset_epoch=run_series["epoch"][onset],
+        came_back=any(v <= ref_ood + COME_BACK for v in ood[onset + 1 :]),
+        margin_rho=spearman(epochs, margin),
+        acc_rho=spearman(epochs, acc),
+        rising=None if None in rising else all(rising),
+        final_ood=ood[-1],
+    )
+    return out
 
 
 @dataclass
@@ -107,7 +125,7 @@ def run_grokking(
     for seed in seeds:
         keys = [PolicyKey(preset, "dpo", b, seed) for b in betas]
         ensure_trained(  # a checkpoint every epoch
-            keys, root, model, n_checkpoints=100, progress=progress, exact_threshold=exact_threshold
+            keys, root, model, 100, progress=progress, exact_threshold=exact_threshold, strict=True
         )
         ref = find_run(keys[0].reference, root)
         res.sft[seed] = series(ref)
@@ -131,7 +149,9 @@ def claim(res: GrokkingResult) -> Claim:
             verdicts.append("undetermined")
         elif any(r["came_back"] for r in went):
             verdicts.append("does not hold")
-        elif all((r["margin_rho"] or 0) > RISING and (r["acc_rho"] or 0) > RISING for r in went):
+        elif any(r["rising"] is None for r in went):
+            verdicts.append("undetermined")  # went OOD too late to tell what followed
+        elif all(r["rising"] for r in went):
             verdicts.append("holds")
         else:
             verdicts.append("partly holds")

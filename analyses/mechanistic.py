@@ -4,13 +4,17 @@ For each seed, the surgery, attention, patching and geometry reports of beta0.01
 OOD policy) against beta1.0 (B), and an overview page linking them. The claims:
 - F3: A and B compute similar attention maps, and the same WeightDelta buys different KL
   at different β. Measured: the mean total variation between A's and B's attention rows
-  (similar: below 0.1), and KL per unit of weight change at the last step, A against B
-  (different: A's at least 1.5 times B's).
+  (similar: below 0.1), and the ratio of A's to B's kl_exact at the same WeightDelta from
+  the reference — the smaller of the two runs' final WeightDeltas, each run's KL
+  interpolated along its trajectory (different: A's at least 1.5 times B's).
 - F4: swapping A's attention for B's tames KL and OOD; swapping the non-attention
   parameters does not (the surgery report's two verdicts, from the share of the A–B gap
   each swap closes).
 - F5: attention takes about 25% of A's weight change although it holds about 65% of the
-  parameters (FracWeightDelta of the attention group, A against the reference).
+  parameters (FracWeightDelta of the attention group, A against the reference, last step).
+  Holds when attention holds most parameters and its share of the change is within
+  15–35%; partly when the share is below its share of the parameters but outside that
+  band; does not hold otherwise.
 
     python analyses/mechanistic.py --seeds 0 1 2
 """
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _experiment import cli, publish
 
 from interp import attention, geometry, patching, surgery
@@ -40,7 +45,14 @@ from interp.report import (
 from interp.train import ensure_trained
 
 A_BETA, B_BETA = 0.01, 1.0
-SIMILAR_TV, KL_RATIO = 0.1, 1.5
+KL_RATIO = 1.5
+
+
+def kl_at_weight_delta(deltas: list[float], kls: list[float], target: float) -> float:
+    """A run's kl_exact where its WeightDelta from the reference reaches `target`, linearly
+    interpolated between saved steps (WeightDelta grows along training)."""
+    order = np.argsort(deltas)
+    return float(np.interp(target, np.asarray(deltas)[order], np.asarray(kls)[order]))
 
 
 def _verdict_of(claims_: list[dict], prefix: str) -> str:
@@ -80,12 +92,17 @@ def one_seed(
         )
     t = sres.steps.index(sres.table_step)
     tr, w = sres.trajectory, sres.weights
-    kl_per_wd = {who: tr[who]["kl_exact"][t] / w[f"{who}_delta"][t] for who in ("A", "B")}
+    matched = min(w["A_delta"][t], w["B_delta"][t])
+    kl_at = {
+        who: kl_at_weight_delta(w[f"{who}_delta"][: t + 1], tr[who]["kl_exact"][: t + 1], matched)
+        for who in ("A", "B")
+    }
     out.update(
         attention_tv=float(att.a_vs_b.mean()),
         attention_tv_max=float(att.a_vs_b.max()),
-        kl_per_weight_delta=kl_per_wd,
-        kl_ratio=kl_per_wd["A"] / kl_per_wd["B"] if kl_per_wd["B"] > 0 else None,
+        matched_weight_delta=matched,
+        kl_at_matched_weight_delta=kl_at,
+        kl_ratio=kl_at["A"] / kl_at["B"] if kl_at["B"] > 0 else None,
         f4_attention=_verdict_of(sres.claims, "Swapping A's attention"),
         f4_non_attention=_verdict_of(sres.claims, "Swapping A's non-attention"),
         gap_closed={
@@ -104,7 +121,7 @@ def claims(per_seed: list[dict[str, Any]]) -> list[Claim]:
     f3 = []
     for r in per_seed:
         ok = [
-            r["attention_tv"] < SIMILAR_TV,
+            r["attention_tv"] < attention.SIMILAR,
             r["kl_ratio"] is not None and r["kl_ratio"] >= KL_RATIO,
         ]
         f3.append("holds" if all(ok) else "partly holds" if any(ok) else "does not hold")
@@ -124,13 +141,10 @@ def claims(per_seed: list[dict[str, Any]]) -> list[Claim]:
     f5 = []
     for r in per_seed:
         x, share = r["frac_attention"], r["param_share_attention"]
-        f5.append(
-            "holds"
-            if x < share and 0.15 <= x <= 0.35
-            else "partly holds"
-            if x < share
-            else "does not hold"
-        )
+        if x < share and share > 0.5 and 0.15 <= x <= 0.35:
+            f5.append("holds")
+        else:
+            f5.append("partly holds" if x < share else "does not hold")
     closed = [r["gap_closed"] for r in per_seed]
     return [
         Claim(
@@ -140,7 +154,7 @@ def claims(per_seed: list[dict[str, Any]]) -> list[Claim]:
             "mean total variation between A's and B's attention",
             [r["attention_tv"] for r in per_seed],
             f3,
-            detail="kl_exact per unit of WeightDelta, A/B: "
+            detail="kl_exact of A over B's at the same WeightDelta: "
             + ", ".join(
                 f"{r['kl_ratio']:.2f}" if r["kl_ratio"] is not None else "n/a" for r in per_seed
             ),
@@ -194,8 +208,9 @@ def overview(
             r["seed"],
             r["attention_tv"],
             r["attention_tv_max"],
-            r["kl_per_weight_delta"]["A"],
-            r["kl_per_weight_delta"]["B"],
+            r["matched_weight_delta"],
+            r["kl_at_matched_weight_delta"]["A"],
+            r["kl_at_matched_weight_delta"]["B"],
             r["f4_attention"],
             r["f4_non_attention"],
             r["frac_attention"],
@@ -226,8 +241,9 @@ def overview(
                             "seed",
                             "attention TV (mean)",
                             "attention TV (max)",
-                            "kl_exact / WeightDelta, A",
-                            "kl_exact / WeightDelta, B",
+                            "matched WeightDelta",
+                            "kl_exact of A there",
+                            "kl_exact of B there",
                             "F4 attention",
                             "F4 non-attention",
                             "FracWeightDelta(attention)",

@@ -35,6 +35,7 @@ from interp.model import build_model
 from interp.train import (
     RunSpec,
     RunWriter,
+    TrainingDiverged,
     batch_indices,
     initial_policy,
     is_complete,
@@ -195,13 +196,27 @@ def _train_group(
         disable=None if progress else True,
         leave=False,
     )
+    diverged: list[TrainingDiverged] = []
     for step in range(start + 1, first.total + 1):
         idx = batch_indices(spec.key.seed, step, train.n_pairs, h.batch_size)
-        lp = pair_logps(ens, train, idx, ref_train, ref, with_kl_pairs=spec.key.loss == "kto")
-        losses = loss_fn(lp, betas).mean(-1)  # [member]
-        bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()
+        while True:
+            lp = pair_logps(ens, train, idx, ref_train, ref, with_kl_pairs=spec.key.loss == "kto")
+            losses = loss_fn(lp, betas).mean(-1)  # [member]
+            bad = set((~torch.isfinite(losses)).nonzero().flatten().tolist())
+            if not bad:
+                break
+            # a diverging member stops here, its saved checkpoints kept; the others go on
+            diverged += [writers[e].diverged(step) for e in sorted(bad)]
+            keep = [e for e in range(len(writers)) if e not in bad]
+            if not keep:
+                break
+            state = optimizer.state_dict()
+            ens = Ensemble([ens.member(e) for e in keep])
+            optimizer = make_optimizer(ens.params.values(), h)
+            optimizer.load_state_dict(stack_states([member_state(state, e) for e in keep]))
+            writers, betas = [writers[e] for e in keep], betas[keep]
         if bad:
-            raise writers[bad[0]].diverged(step)
+            break
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # member e's parameters get exactly member e's gradient
         if h.grad_clip is not None:
@@ -217,5 +232,9 @@ def _train_group(
         if step in first.save_at:
             save(step)
     bar.close()
-    for w in writers:
-        w.finish()
+    if not bad:
+        for w in writers:
+            w.finish()
+    if diverged:
+        names = ", ".join(d.args[0].split(":")[0] for d in diverged)
+        raise TrainingDiverged(f"{diverged[0]} (diverged: {names}; the other runs finished)")

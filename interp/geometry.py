@@ -284,7 +284,9 @@ def run_geometry(
             rows["logp_rejected"].append(float(lp[train.rejected].mean()))
             rows["ood_mass"].append(float(tree.per_prompt(ood.double()).mean()))
             rows["top_ood"].append(float(top.mean()))
-            rows["logp_top_ood"].append(float(top.clamp_min(1e-30).log().mean()))
+            # over the prompts that have an OOD response at all (a floor would swamp the mean)
+            has = top > 0
+            rows["logp_top_ood"].append(float(top[has].log().mean()) if bool(has.any()) else None)
             rows["share_ood_above_chosen"].append(float((top > pw).double().mean()))
             used.append(c)
         disp[who] = rows

@@ -7,8 +7,10 @@ how far A's output moves toward B's. Sites: each layer's `resid_pre`, each head'
 of distribution and B does not, followed by B's answer (teacher-forced, EOS dropped). The
 *decision position* q* is the first position where A's next-token choice differs from
 B's token. Per prompt, at q*:
-- `recovered`: (log p(b) − log p_A(b)) / (log p_B(b) − log p_A(b)), b being B's token:
-  0 = A unchanged, 1 = as sure of b as B is;
+- `recovered`: how much of the log-probability gap on B's token b the patch closes,
+  Σ_prompts (log p(b) − log p_A(b)) / Σ_prompts (log p_B(b) − log p_A(b)): 0 = A
+  unchanged, 1 = as sure of b as B is. A ratio of sums, so prompts where A and B nearly
+  agree cannot blow it up (the per-prompt gains and gaps are in the JSON twin);
 - `kl_to_b`: KL(p_B ‖ p) of the next-token distributions (A's own value is the baseline);
 - `fixed`: greedy decoding of A with the patch applied at every step (B's activation
   recomputed on the sequence generated so far) gives an in-distribution answer.
@@ -126,10 +128,16 @@ class CrossPatching:
     prompts: list[int]
     decision_pos: list[int]
     # [site, pos, prompt] arrays
-    recovered: Tensor
+    gain: Tensor  # log p(b) − log p_A(b) at the decision position
     kl_to_b: Tensor
     fixed: Tensor
+    gap: Tensor  # [prompt]: log p_B(b) − log p_A(b)
     baseline_kl_to_b: Tensor  # [prompt]: KL(p_B ‖ p_A) at the decision position
+
+    @property
+    def recovered(self) -> Tensor:
+        """[site, pos]: Σ gain / Σ gap over the prompts."""
+        return self.gain.sum(-1) / self.gap.sum()
 
 
 def _answer_inputs(prompts: Tensor, answers: list[str]) -> Tensor:
@@ -141,8 +149,9 @@ def _answer_inputs(prompts: Tensor, answers: list[str]) -> Tensor:
 
 def decision_metric(
     tokens: Tensor, a_logits: Tensor, b_logits: Tensor, plen: int
-) -> tuple[Tensor, Callable[[Tensor], Tensor], Tensor]:
-    """The decision position per row and the metric (recovered, kl_to_b) at it."""
+) -> tuple[Tensor, Callable[[Tensor], Tensor], Tensor, Tensor]:
+    """The decision position per row, the metric (gain on B's token, kl_to_b) at it, the
+    unpatched KL(p_B ‖ p_A) there, and the gap log p_B(b) − log p_A(b)."""
     n, t = tokens.shape
     target = torch.cat([tokens[:, 1:], torch.full((n, 1), EOS)], dim=1)  # B's next tokens
     differs = a_logits.argmax(-1) != target
@@ -156,12 +165,11 @@ def decision_metric(
 
     def metric(logits: Tensor) -> Tensor:
         lp = logits[rows, q].float().log_softmax(-1)
-        recovered = (lp[rows, b_tok] - lp_a[rows, b_tok]) / gap
         kl = (lp_b.exp() * (lp_b - lp)).sum(-1)
-        return torch.stack([recovered, kl], dim=-1)
+        return torch.stack([lp[rows, b_tok] - lp_a[rows, b_tok], kl], dim=-1)
 
     baseline_kl = (lp_b.exp() * (lp_b - lp_a)).sum(-1)
-    return q, metric, baseline_kl
+    return q, metric, baseline_kl, gap
 
 
 @torch.inference_mode()
@@ -200,7 +208,7 @@ def cross_policy(
     # one shape of input: the most common (prompt length, answer length) among the picks
     shapes = [(len(prompt_ids(int(prompts[i]))), int(gb.lengths[i])) for i in picks]
     common = max(set(shapes), key=shapes.count)
-    picks = [i for i, sh in zip(picks, shapes) if sh == common][:max_prompts]
+    picks = spread([i for i, sh in zip(picks, shapes) if sh == common], max_prompts)
     sel = prompts[torch.tensor(picks)]
     answers = [gb.text(i) for i in picks]
     tokens = _answer_inputs(sel, answers)
@@ -208,7 +216,7 @@ def cross_policy(
     with torch.inference_mode():
         a_logits = a(tokens)
         b_logits, b_cache = b.run_with_cache(tokens)
-    q, metric, base_kl = decision_metric(tokens, a_logits, b_logits, plen)
+    q, metric, base_kl, gap = decision_metric(tokens, a_logits, b_logits, plen)
     site_list = sites(a)
     grid = patch_grid(a, tokens, b_cache, site_list, metric)  # [site, pos, prompt, 2]
     fixed = torch.zeros(grid.shape[:3])
@@ -222,11 +230,21 @@ def cross_policy(
         positions=labels,
         prompts=sel.tolist(),
         decision_pos=q.tolist(),
-        recovered=grid[..., 0],
+        gain=grid[..., 0],
         kl_to_b=grid[..., 1],
         fixed=fixed,
+        gap=gap,
         baseline_kl_to_b=base_kl,
     )
+
+
+def spread(items: Sequence[int], n: int) -> list[int]:
+    """At most n of the items, evenly spaced (the test prompts are sorted by s: taking the
+    first n would favour small numbers)."""
+    items = list(items)
+    if len(items) <= n:
+        return items
+    return [items[round(i * (len(items) - 1) / (n - 1))] if n > 1 else items[0] for i in range(n)]
 
 
 def task_value(answer: str) -> int | None:
@@ -355,7 +373,10 @@ def run_patching(
 
     prompts = modal_prompts(data.test.prompts)
     cross = cross_policy(models["A"], models["B"], prompts, data.task, max_prompts)
-    within = {k: digit_patching(m, prompts[:max_prompts], seed) for k, m in models.items()}
+    within = {
+        k: digit_patching(m, prompts[spread(range(len(prompts)), max_prompts)], seed)
+        for k, m in models.items()
+    }
     probe = torch.tensor([prompt_ids(int(s)) + [int(c) for c in str(int(s))] for s in prompts[:16]])
     res = PatchingResult(
         a=pair.a.name,
@@ -372,39 +393,67 @@ def run_patching(
     return res
 
 
+def within_grid(r: dict[str, Any]) -> tuple[Tensor, list[str]]:
+    """A within-policy result as one [row, pos] grid: per layer resid_pre, attn_out,
+    mlp_out and each head's output; and the row labels."""
+    rows, labels = [], []
+    n_layers, _, n_heads = r["head_out"].shape
+    for l in range(n_layers):
+        for name in ("resid_pre", "attn_out", "mlp_out"):
+            rows.append(r[name][l])
+            labels.append(f"L{l} {name}")
+        for h in range(n_heads):
+            rows.append(r["head_out"][l, :, h])
+            labels.append(f"L{l}H{h} out")
+    return torch.stack(rows), labels
+
+
+def _best(grid: Tensor, rows: list[str], cols: list[str], spec: str) -> str:
+    """The (row, column) cells holding the grid's maximum, ties listed; "none" if it is 0."""
+    top = float(grid.max())
+    if top <= 0:
+        return "none"
+    cells = (grid >= top - 1e-9).nonzero().tolist()
+    where = " and ".join(f"{rows[i]} at {cols[j]}" for i, j in cells[:4])
+    return f"{where} ({format(top, spec)})"
+
+
 def findings(res: PatchingResult) -> list[str]:
     out = []
     c = res.cross
     if c is None:
         out.append("No test prompt has A out of distribution and B in it: nothing to patch across.")
     else:
-        rec = c.recovered.mean(-1)
-        fixed = c.fixed.mean(-1)
-        i, p = divmod(int(rec.argmax()), rec.shape[1])
-        j, q = divmod(int(fixed.argmax()), fixed.shape[1])
+        rec, fixed = c.recovered, c.fixed.mean(-1)
         out.append(
-            f"Across policies, on {len(c.prompts)} prompts where A is OOD and B is not: the single "
-            f"activation of B that moves A furthest toward B's next token is {c.sites[i]} at "
-            f"{c.positions[p]} (mean recovered {rec[i, p]:.2f}); the one that most often makes A's "
-            f"greedy answer in-distribution is {c.sites[j]} at {c.positions[q]} "
-            f"({fixed[j, q]:.0%} of the prompts)."
+            f"Across policies, on {len(c.prompts)} prompts where A is OOD and B is not: the B "
+            f"activation that closes most of A's gap on B's next token is "
+            f"{_best(rec, c.sites, c.positions, '.0%')} of the gap; the one that most often "
+            "makes A's greedy answer in-distribution is "
+            f"{_best(fixed, c.sites, c.positions, '.0%')} of the prompts."
         )
         heads = [k for k, s in enumerate(c.sites) if " z" in s]
-        if heads:
-            hr = rec[heads].max(1).values
-            k = heads[int(hr.argmax())]
+        layer_sites = [k for k, s in enumerate(c.sites) if s.endswith(("attn_out", "resid_post"))]
+        if heads and layer_sites:
+            best_head, best_layer = float(rec[heads].max()), float(rec[layer_sites].max())
+            k = heads[int(rec[heads].max(1).values.argmax())]
+            compare = "less than" if best_head < best_layer - 1e-9 else "as much as or more than"
             out.append(
-                f"The best single head output is {c.sites[k]} (recovered up to {hr.max():.2f}); "
-                "whole-layer sites recover more than any one head."
+                f"The best single head output, {c.sites[k]}, closes {best_head:.0%} of the gap: "
+                f"{compare} the best whole-layer site ({best_layer:.0%})."
             )
     for who in ("ref", "A", "B"):
         parts = []
         for place, r in res.within[who].items():
-            head = r["head_out"][0]  # layer 0: [pos, head]
-            pos, h = divmod(int(head.argmax()), head.shape[1])
-            parts.append(f"{place} via L0H{h} at {r['positions'][pos]} ({float(head.max()):.2f})")
+            grid, labels = within_grid(r)
+            heads = [i for i, lab in enumerate(labels) if lab.endswith(" out") and "H" in lab]
+            parts.append(
+                f"{place}: {_best(grid[heads], [labels[i] for i in heads], r['positions'], '.2f')}"
+            )
         out.append(
-            f"Within {who}: the head that carries each prompt digit most: " + "; ".join(parts) + "."
+            f"Within {who}, the head output that carries each prompt digit most — "
+            + "; ".join(parts)
+            + "."
         )
     return out
 
@@ -417,7 +466,7 @@ def build_report(res: PatchingResult, prov: dict[str, Any]):
     c = res.cross
     if c is not None:
         grids = {
-            "recovered (mean over prompts)": c.recovered.mean(-1),
+            "recovered (Σ gain / Σ gap)": c.recovered,
             "KL(p_B ‖ p) (mean)": c.kl_to_b.mean(-1),
             "greedy answer in-distribution (share)": c.fixed.mean(-1),
         }
@@ -425,7 +474,7 @@ def build_report(res: PatchingResult, prov: dict[str, Any]):
             [
                 s,
                 pos,
-                float(c.recovered[i, p].mean()),
+                float(c.recovered[i, p]),
                 float(c.kl_to_b[i, p].mean()),
                 float(c.fixed[i, p].mean()),
             ]
@@ -460,12 +509,7 @@ def build_report(res: PatchingResult, prov: dict[str, Any]):
         grids, rows = {}, []
         for who in ("ref", "A", "B"):
             r = res.within[who][place]
-            grid = torch.cat(
-                [r["resid_pre"], r["attn_out"], r["mlp_out"], r["head_out"][0].T], dim=0
-            )
-            labels = ["resid_pre", "attn_out", "mlp_out"] + [
-                f"L0H{h} out" for h in range(r["head_out"].shape[-1])
-            ]
+            grid, labels = within_grid(r)
             grids[who] = grid
             rows += [[who, lab] + [float(x) for x in grid[k]] for k, lab in enumerate(labels)]
         pos = res.within["A"][place]["positions"]
@@ -508,7 +552,7 @@ def build_report(res: PatchingResult, prov: dict[str, Any]):
 class PatchingOptions:
     a: str = option("beta0.01", help="policy A (the OOD one), patched")
     b: str = option("beta1.0", help="policy B (the in-distribution one), the source")
-    max_prompts: int = option(64, help="prompts per analysis (the first ones of the test split)")
+    max_prompts: int = option(64, help="prompts per analysis, evenly spread over the test split")
     seed: int = option(0, help="seed of the corrupted digits")
     checkpoints: str = option(str(default_root()), help="checkpoint root folder")
     reports: str = option(str(default_reports_root()), help="report root folder")

@@ -387,7 +387,7 @@ def claims_table(
                 c.measured() + (f"; {c.detail}" if c.detail else ""),
                 c.verdict,
                 ", ".join(c.verdicts),
-                Link(Path(c.links[0]).stem, prefix + c.links[0]) if c.links else None,
+                Link(c.links[0].removesuffix(".html"), prefix + c.links[0]) if c.links else None,
             ]
             for c in claims
         ],

@@ -69,13 +69,20 @@ def pearson(x: Tensor | Sequence[float], y: Tensor | Sequence[float]) -> float |
 def spearman(
     x: Tensor | Sequence[float | None], y: Tensor | Sequence[float | None]
 ) -> float | None:
-    """Spearman rank correlation over the pairs where both values are present."""
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None]
-        if len(pairs) < 3:
-            return None
-        x, y = (torch.tensor(v, dtype=torch.float64) for v in zip(*pairs))
-    return pearson(ranks(x), ranks(y))
+    """Spearman rank correlation over the pairs where both values are present and finite."""
+
+    def as_tensor(v: Tensor | Sequence[float | None]) -> Tensor:
+        if isinstance(v, Tensor):
+            return v.double().flatten()
+        return torch.tensor(
+            [float("nan") if a is None else float(a) for a in v], dtype=torch.float64
+        )
+
+    x, y = as_tensor(x), as_tensor(y)
+    keep = torch.isfinite(x) & torch.isfinite(y)
+    if int(keep.sum()) < 3:
+        return None
+    return pearson(ranks(x[keep]), ranks(y[keep]))
 
 
 def mean_ci(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
@@ -88,7 +95,8 @@ def mean_ci(values: Sequence[float | None]) -> tuple[float | None, float | None,
     if n < 2:
         return m, None, n
     sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    df = n - 1
+    t = _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df  # close to the table's tail
     return m, t * sd / math.sqrt(n), n
 
 

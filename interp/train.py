@@ -332,6 +332,25 @@ class RunWriter:
         return Run(self.key, self.rdir)
 
 
+def check_settings(spec: RunSpec, root: Path | None = None) -> None:
+    """A finished run on disk must have been trained as `spec` asks; UserError if not."""
+    rdir = ck.run_dir(spec.key, root)
+    old = ck.read_json(rdir / ck.RUN_FILE)
+    data = make_dataset(spec.key.preset, spec.key.seed)
+    total = spec.hyper.epochs * math.ceil(data.train.n_pairs / spec.hyper.batch_size)
+    want = {
+        "hyper": asdict(spec.hyper),
+        "model": asdict(spec.model),
+        "checkpoint_steps": checkpoint_steps(total, spec.n_checkpoints),
+    }
+    changed = [k for k, v in want.items() if old.get(k) != v]
+    if changed:
+        raise UserError(
+            f"{spec.key.name} in {rdir.parent} was trained with other settings "
+            f"({', '.join(changed)}); use another --checkpoints folder or delete that run"
+        )
+
+
 def is_complete(key: PolicyKey, root: Path | None = None) -> bool:
     info = ck.run_dir(key, root) / ck.RUN_FILE
     return info.exists() and ck.read_json(info).get("status") == "complete"
@@ -425,14 +444,23 @@ def ensure_trained(
     announce: bool = True,
     exact_threshold: float | None = EXACT_THRESHOLD,
     ensemble: bool = True,
+    strict: bool = False,
 ) -> list[Run]:
     """Train whatever of `keys` (and their references) is missing or unfinished, references
     first. Preference runs that differ only in β are trained together as one batched
-    ensemble (`interp.ensemble`) unless `ensemble` is False. Returns the runs of `keys`."""
+    ensemble (`interp.ensemble`) unless `ensemble` is False. With `strict`, a finished run
+    must also have the requested hyper-parameters, architecture and checkpoint schedule
+    (an experiment that reads every epoch cannot use a run saved 30 times). Returns the
+    runs of `keys`."""
     from interp.ensemble import train_ensemble
 
     def spec(k: PolicyKey) -> RunSpec:
         return RunSpec.for_key(k, model, n_checkpoints, exact_threshold)
+
+    if strict:
+        for k in {*keys, *(k.reference for k in keys if not k.is_ref)}:
+            if is_complete(k, root):
+                check_settings(spec(k), root)
 
     def say(ks: Sequence[PolicyKey]) -> None:
         for k in ks:

@@ -36,6 +36,21 @@ def test_grokking_run_verdicts():
     assert back["came_back"]
 
 
+def test_grokking_edge_cases():
+    # accuracy saturates at 1 after going OOD: flat, not falling
+    flat = grokking.verdict_for(series([0.0, 0.3, 0.5, 0.6], acc=[0.9, 1.0, 1.0, 1.0]), ref_ood=0.0)
+    assert flat["rising"] is True
+    # goes OOD at the last epoch: too late to say anything about what follows
+    late = grokking.verdict_for(series([0.0, 0.0, 0.0, 0.5]), ref_ood=0.0)
+    assert late["went_ood"] and late["rising"] is None
+    assert grokking.claim(_grok({0.1: late, 1.0: late})).verdicts == ["undetermined"]
+
+
+def test_kl_at_matched_weight_delta():
+    assert mechanistic.kl_at_weight_delta([0, 1, 2], [0, 1, 4], 1.5) == 2.5
+    assert mechanistic.kl_at_weight_delta([0, 2, 1], [0, 4, 1], 1.5) == 2.5  # unsorted steps
+
+
 def _grok(per_run):
     return grokking.GrokkingResult("tiny", [0], [0.1, 1.0], {}, {}, {0: per_run})
 
@@ -46,6 +61,7 @@ def test_grokking_claim():
         "came_back": False,
         "margin_rho": 0.9,
         "acc_rho": 0.8,
+        "rising": True,
         "onset_epoch": 3,
         "final_ood": 0.7,
     }
@@ -54,15 +70,16 @@ def test_grokking_claim():
         "came_back": False,
         "margin_rho": None,
         "acc_rho": None,
+        "rising": None,
         "onset_epoch": None,
     }
     assert grokking.claim(_grok({0.1: ok, 1.0: quiet})).verdicts == ["holds"]
     assert grokking.claim(_grok({0.1: ok | {"came_back": True}, 1.0: quiet})).verdicts == [
         "does not hold"
     ]
-    assert grokking.claim(_grok({0.1: ok | {"acc_rho": -0.2}, 1.0: quiet})).verdicts == [
-        "partly holds"
-    ]
+    assert grokking.claim(
+        _grok({0.1: ok | {"acc_rho": -0.2, "rising": False}, 1.0: quiet})
+    ).verdicts == ["partly holds"]
     assert grokking.claim(_grok({0.1: quiet, 1.0: quiet})).verdicts == ["undetermined"]
 
 
@@ -74,15 +91,22 @@ def test_sweep_helpers():
     assert beta_sweep.u_shape(u)["u_shaped"]
     mono = beta_sweep.binned(kl, kl / 4)
     assert not beta_sweep.u_shape(mono)["u_shaped"] and beta_sweep.u_shape(mono)["min_bin"] == 0
+    flat = beta_sweep.binned(np.ones(50), np.linspace(0, 1, 50))
+    assert not beta_sweep.u_shape(flat)["u_shaped"]  # one bin: no shape, no crash
+    shallow = beta_sweep.binned(kl, 0.002 * (kl - 2) ** 2)  # a clean dip under a point
+    assert not beta_sweep.u_shape(shallow)["u_shaped"]
     b = beta_sweep.band([0.3] * 9 + [5.0])
     assert b["q50"] == pytest.approx(0.3) and b["width"] > 0
 
 
-def test_sweep_experiment_on_tiny_runs(tiny_root, tmp_path):
+def test_sweep_experiment_on_tiny_runs(tmp_path):
+    from interp.model import ModelSpec
+
     f2 = beta_sweep.experiment(
         [0],
-        tiny_root,
+        tmp_path / "ck",
         tmp_path,
+        model=ModelSpec(d_model=32, n_heads=2, d_mlp=32),
         preset="tiny",
         betas=[0.1, 1.0],
         progress=False,

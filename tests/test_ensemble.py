@@ -141,3 +141,27 @@ def test_runs_that_differ_in_more_than_beta_are_refused():
     a, b = specs([0.1, 1.0])
     with pytest.raises(UserError, match="differ in more than"):
         train_ensemble([a, replace(b, key=PolicyKey("tiny", "dpo", 1.0, 1))])
+
+
+def test_one_diverging_member_does_not_stop_the_others(two_roots, monkeypatch):
+    from interp import ensemble
+    from interp.train import TrainingDiverged
+
+    _, root = two_roots
+    real = ensemble.LOSSES["dpo"]
+    calls = {"n": 0}
+
+    def nan_for_beta_half(lp, betas):
+        calls["n"] += 1
+        out = real(lp, betas)
+        if calls["n"] > 5:  # from the sixth step on, the β = 0.5 member blows up
+            out = torch.where(betas == 0.5, torch.full_like(out, float("nan")), out)
+        return out
+
+    monkeypatch.setitem(ensemble.LOSSES, "dpo", nan_for_beta_half)
+    ss = specs([0.05, 0.5, 2.0])
+    with pytest.raises(TrainingDiverged, match="tiny/beta0.5"):
+        train_ensemble(ss, root, progress=False)
+    runs = [ck.Run(s.key, ck.run_dir(s.key, root)) for s in ss]
+    assert [r.complete for r in runs] == [True, False, True]
+    assert runs[1].steps() and runs[1].steps()[-1] < runs[0].steps()[-1]

@@ -139,3 +139,17 @@ def test_cli(tiny_root, tmp_path, capsys):
     assert (tmp_path / "index.html").exists()
     capsys.readouterr()
     assert main(["--a", "tiny/beta0.1", "--exact-threshold", "2", *args]) == 2
+
+
+def test_spearman_drops_missing_and_nan_and_ci():
+    import math
+
+    from interp.stats import mean_ci
+
+    nan = float("nan")
+    x = torch.tensor([1.0, 2.0, nan, 4.0, 5.0])
+    assert spearman(x, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])) == pytest.approx(1.0)
+    assert spearman([1, None, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    m, h, n = mean_ci([1.0, 2.0, 3.0])
+    assert (m, n) == (2.0, 3) and h == pytest.approx(4.303 * 1.0 / math.sqrt(3))
+    assert mean_ci([5.0]) == (5.0, None, 1) and mean_ci([None]) == (None, None, 0)

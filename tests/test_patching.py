@@ -69,8 +69,8 @@ def _wrap(site, cache):
 def test_decision_metric_endpoints(ab):
     a, b = ab
     a_logits, b_logits = a(TOKENS), b(TOKENS)
-    q, metric, base = decision_metric(TOKENS, a_logits, b_logits, plen=4)
-    assert torch.allclose(metric(b_logits)[:, 0], torch.ones(3), atol=1e-5)
+    q, metric, base, gap = decision_metric(TOKENS, a_logits, b_logits, plen=4)
+    assert torch.allclose(metric(b_logits)[:, 0], gap, atol=1e-5)  # B's own logits: full gap
     assert torch.allclose(metric(b_logits)[:, 1], torch.zeros(3), atol=1e-6)
     assert torch.equal(metric(a_logits)[:, 0], torch.zeros(3))
     assert torch.allclose(metric(a_logits)[:, 1], base)
@@ -132,3 +132,26 @@ def test_cli(tiny_root, tmp_path, capsys):
     capsys.readouterr()
     assert main(["--a", "tiny/beta0.1", "--b", "tiny/beta1.0", *args, "--max-prompts", "0"]) == 2
     assert "max-prompts" in capsys.readouterr().err
+
+
+def test_two_layer_models_label_every_row():
+    from interp.patching import within_grid
+
+    model = build_model(ModelSpec(n_layers=2, d_model=32, n_heads=2, d_mlp=32), seed=3)
+    out = digit_patching(model, torch.tensor([305, 123, 480]))
+    grid, labels = within_grid(out["tens"])
+    assert len(labels) == grid.shape[0] == 2 * (3 + 2)
+    assert labels[:5] == ["L0 resid_pre", "L0 attn_out", "L0 mlp_out", "L0H0 out", "L0H1 out"]
+    assert labels[5] == "L1 resid_pre"
+    # the clean input at the changed digit makes the corrupted run the clean run
+    assert float(grid[labels.index("L0 resid_pre"), 1]) == pytest.approx(1.0, abs=1e-5)
+    # layer 1's residual there does not: later positions mixed the digit in at layer 0
+    assert float(grid[labels.index("L1 resid_pre"), 1]) < 0.99
+
+
+def test_findings_name_ties_and_none():
+    from interp.patching import _best
+
+    grid = torch.tensor([[0.0, 0.9], [0.9, 0.1]])
+    assert _best(grid, ["r0", "r1"], ["c0", "c1"], ".0%") == "r0 at c1 and r1 at c0 (90%)"
+    assert _best(torch.zeros(2, 2), ["r0", "r1"], ["c0", "c1"], ".0%") == "none"

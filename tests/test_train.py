@@ -215,3 +215,14 @@ def test_default_policies_only_are_auto_trained(tmp_path):
     with pytest.raises(ck.PolicyNotFound):  # not a default: an error, and nothing trained
         tr.ensure_default_policies(["beta1.0", "beta0.3"], tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_strict_reuse_checks_the_checkpoint_schedule(tiny_root):
+    from interp.cli import UserError
+
+    key = PolicyKey("tiny", "dpo", 0.1, 0)  # trained in conftest with 4 checkpoints
+    with pytest.raises(UserError, match="checkpoint_steps"):
+        tr.ensure_trained([key], tiny_root, TINY_MODEL, 10, progress=False, strict=True)
+    runs = tr.ensure_trained([key], tiny_root, TINY_MODEL, 4, progress=False, strict=True)
+    assert runs[0].complete
+    tr.ensure_trained([key], tiny_root, TINY_MODEL, 10, progress=False)  # lenient: reused
