@@ -124,8 +124,14 @@ def run_grokking(
     res = GrokkingResult(preset, seeds, betas, {}, {}, {})
     for seed in seeds:
         keys = [PolicyKey(preset, "dpo", b, seed) for b in betas]
-        ensure_trained(  # a checkpoint every epoch
-            keys, root, model, 100, progress=progress, exact_threshold=exact_threshold, strict=True
+        ensure_trained(  # the reference too: its curve is read every epoch as well
+            [keys[0].reference, *keys],
+            root,
+            model,
+            100,
+            progress=progress,
+            exact_threshold=exact_threshold,
+            strict=True,
         )
         ref = find_run(keys[0].reference, root)
         res.sft[seed] = series(ref)

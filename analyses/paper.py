@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         timings = {}
         t = time.time()
-        f1 = grokking.experiment(opts.seeds, root, reports, **grok_kw)
+        # one tiny preset stands in for both `grokking` and `sweep`: keep their runs apart
+        f1 = grokking.experiment(
+            opts.seeds, root / "grokking" if opts.tiny else root, reports, **grok_kw
+        )
         timings["grokking (F1)"] = time.time() - t
         t = time.time()
         f2 = beta_sweep.experiment(opts.seeds, root, reports, **sweep_kw)

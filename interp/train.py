@@ -449,16 +449,16 @@ def ensure_trained(
     """Train whatever of `keys` (and their references) is missing or unfinished, references
     first. Preference runs that differ only in β are trained together as one batched
     ensemble (`interp.ensemble`) unless `ensemble` is False. With `strict`, a finished run
-    must also have the requested hyper-parameters, architecture and checkpoint schedule
-    (an experiment that reads every epoch cannot use a run saved 30 times). Returns the
-    runs of `keys`."""
+    among `keys` must also have the requested hyper-parameters, architecture and
+    checkpoint schedule (an experiment that reads every epoch cannot use a run saved 30
+    times). Returns the runs of `keys`."""
     from interp.ensemble import train_ensemble
 
     def spec(k: PolicyKey) -> RunSpec:
         return RunSpec.for_key(k, model, n_checkpoints, exact_threshold)
 
-    if strict:
-        for k in {*keys, *(k.reference for k in keys if not k.is_ref)}:
+    if strict:  # the runs asked for, not their references (ask for those to check them)
+        for k in keys:
             if is_complete(k, root):
                 check_settings(spec(k), root)
 
