@@ -147,12 +147,12 @@ def run_grokking(
 
 
 def claim(res: GrokkingResult) -> Claim:
-    verdicts, values, onsets = [], [], []
+    verdicts, values, onsets, ref_ood, accs = [], [], [], [], []
     for seed in res.seeds:
         runs = res.per_run[seed].values()
         went = [r for r in runs if r["went_ood"]]
         if not went:
-            verdicts.append("undetermined")
+            verdicts.append("undetermined")  # nothing went OOD: nothing could come back
         elif any(r["came_back"] for r in went):
             verdicts.append("does not hold")
         elif any(r["rising"] is None for r in went):
@@ -161,23 +161,30 @@ def claim(res: GrokkingResult) -> Claim:
             verdicts.append("holds")
         else:
             verdicts.append("partly holds")
-        values.append(float(np.mean([r["final_ood"] for r in went])) if went else None)
+        dpo = res.dpo.get(seed, {})
+        values.append(float(np.mean([dpo[b]["ood_rate"][-1] for b in res.betas])) if dpo else None)
+        accs += [dpo[b]["acc"][-1] for b in res.betas] if dpo else []
+        ref_ood.append(res.sft[seed]["ood_rate"][-1] if seed in res.sft else None)
         onsets += [r["onset_epoch"] for r in went]
     went_counts = [sum(r["went_ood"] for r in res.per_run[s].values()) for s in res.seeds]
     back_counts = [sum(r["came_back"] for r in res.per_run[s].values()) for s in res.seeds]
+    onset = f"OOD onset at epoch {min(onsets):.0f}–{max(onsets):.0f}; " if onsets else ""
+    known = [v for v in ref_ood if v is not None]
     return Claim(
         id="F1",
         claim="DPO does not grok: once OOD it never comes back, while margin and accuracy "
         "keep rising",
         case_study="DPO ends ~80% OOD after 100 epochs and never returns; margin and accuracy rise",
-        statistic="final OOD rate of the β that went OOD",
+        statistic="final OOD rate of DPO (mean over β)",
         values=values,
         verdicts=verdicts,
         detail=(
-            f"went OOD: {sum(went_counts)} of {len(res.betas) * len(res.seeds)} runs; came back: "
-            f"{sum(back_counts)}; OOD onset at epoch {min(onsets):.0f}–{max(onsets):.0f}"
-            if onsets
-            else "no run went OOD"
+            f"went OOD (10 points above the reference): {sum(went_counts)} of "
+            f"{len(res.betas) * len(res.seeds)} runs; came back: {sum(back_counts)}; {onset}"
+            f"the SFT reference ends at {np.mean(known):.1%} OOD (mean over seeds); final DPO "
+            f"accuracy {min(accs):.0%}–{max(accs):.0%}"
+            if accs and known
+            else "no runs"
         ),
         spec=".1%",
     )

@@ -10,6 +10,9 @@ OOD policy) against beta1.0 (B), and an overview page linking them. The claims:
 - F4: swapping A's attention for B's tames KL and OOD; swapping the non-attention
   parameters does not (the surgery report's two verdicts, from the share of the A–B gap
   each swap closes).
+F3 and F4 are about an OOD policy against an in-distribution one: a seed where A is not
+at least 5 points more often OOD than B (greedy, last step) has no such pair, and its
+verdict for them is "undetermined".
 - F5: attention takes about 25% of A's weight change although it holds about 65% of the
   parameters (FracWeightDelta of the attention group, A against the reference, last step).
   Holds when attention holds most parameters and its share of the change is within
@@ -45,7 +48,7 @@ from interp.report import (
 from interp.train import ensure_trained
 
 A_BETA, B_BETA = 0.01, 1.0
-KL_RATIO = 1.5
+KL_RATIO, PREMISE = 1.5, 0.05
 
 
 def kl_at_weight_delta(deltas: list[float], kls: list[float], target: float) -> float:
@@ -109,6 +112,7 @@ def one_seed(
             c["claim"]: (c.get("gap_closed_kl_exact"), c.get("gap_closed_ood_rate"))
             for c in sres.claims[:2]
         },
+        ood={"A": tr["A"]["ood_rate"][t], "B": tr["B"]["ood_rate"][t]},
         frac_attention=sres.weights["A_frac_attention"][t],
         param_share_attention=sres.param_share["attention"],
         checkpoints=sres.checkpoints,
@@ -116,19 +120,36 @@ def one_seed(
     return out
 
 
+def _premise_note(per_seed: list[dict[str, Any]], premise: list[bool]) -> str:
+    ood = ", ".join(f"{r['ood']['A']:.1%} vs {r['ood']['B']:.1%}" for r in per_seed)
+    return (
+        f"A is clearly more OOD than B in {sum(premise)} of {len(premise)} seeds "
+        f"(OOD rate A vs B per seed: {ood}); "
+    )
+
+
 def claims(per_seed: list[dict[str, Any]]) -> list[Claim]:
     links = [f"{r['links']['surgery']}" for r in per_seed]
+    premise = [r["ood"]["A"] - r["ood"]["B"] >= PREMISE for r in per_seed]
     f3 = []
-    for r in per_seed:
+    for r, ok_pair in zip(per_seed, premise):
         ok = [
             r["attention_tv"] < attention.SIMILAR,
             r["kl_ratio"] is not None and r["kl_ratio"] >= KL_RATIO,
         ]
-        f3.append("holds" if all(ok) else "partly holds" if any(ok) else "does not hold")
+        f3.append(
+            "undetermined"
+            if not ok_pair
+            else "holds"
+            if all(ok)
+            else "partly holds"
+            if any(ok)
+            else "does not hold"
+        )
     f4 = []
-    for r in per_seed:
+    for r, ok_pair in zip(per_seed, premise):
         pair = (r["f4_attention"], r["f4_non_attention"])
-        if "undetermined" in pair:
+        if not ok_pair or "undetermined" in pair:
             f4.append("undetermined")
         elif pair == ("holds", "holds"):
             f4.append("holds")
@@ -154,7 +175,8 @@ def claims(per_seed: list[dict[str, Any]]) -> list[Claim]:
             "mean total variation between A's and B's attention",
             [r["attention_tv"] for r in per_seed],
             f3,
-            detail="kl_exact of A over B's at the same WeightDelta: "
+            detail=_premise_note(per_seed, premise)
+            + "kl_exact of A over B's at the same WeightDelta: "
             + ", ".join(
                 f"{r['kl_ratio']:.2f}" if r["kl_ratio"] is not None else "n/a" for r in per_seed
             ),
@@ -167,7 +189,8 @@ def claims(per_seed: list[dict[str, Any]]) -> list[Claim]:
             "share of the A–B kl_exact gap closed by the attention swap",
             [list(c.values())[0][0] for c in closed],
             f4,
-            detail="attention / non-attention verdicts per seed: "
+            detail=_premise_note(per_seed, premise)
+            + "attention / non-attention verdicts per seed: "
             + "; ".join(f"{r['f4_attention']} / {r['f4_non_attention']}" for r in per_seed)
             + "; gap closed by non-attention (kl_exact): "
             + ", ".join(
@@ -206,6 +229,8 @@ def overview(
     nums = [
         [
             r["seed"],
+            r["ood"]["A"],
+            r["ood"]["B"],
             r["attention_tv"],
             r["attention_tv_max"],
             r["matched_weight_delta"],
@@ -239,6 +264,8 @@ def overview(
                         "Numbers",
                         [
                             "seed",
+                            "OOD rate A",
+                            "OOD rate B",
                             "attention TV (mean)",
                             "attention TV (max)",
                             "matched WeightDelta",

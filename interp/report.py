@@ -349,13 +349,14 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        """All seeds agree: that verdict; otherwise how many seeds it holds in."""
+        """All seeds agree: that verdict; otherwise how many seeds gave each."""
         if not self.verdicts:
             return "undetermined"
         if len(set(self.verdicts)) == 1:
             return self.verdicts[0]
-        n = sum(v == "holds" for v in self.verdicts)
-        return f"holds in {n} of {len(self.verdicts)} seeds"
+        order = ["holds", "partly holds", "does not hold", "undetermined"]
+        counts = {v: self.verdicts.count(v) for v in order if v in self.verdicts}
+        return ", ".join(f"{v} in {n} of {len(self.verdicts)} seeds" for v, n in counts.items())
 
     def measured(self) -> str:
         from interp.stats import fmt_ci

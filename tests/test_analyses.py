@@ -124,6 +124,7 @@ def test_mechanistic_claim_logic():
         "f4_non_attention": "holds",
         "gap_closed": {"a": (0.6, 0.6), "n": (0.1, 0.1)},
         "frac_attention": 0.25,
+        "ood": {"A": 0.5, "B": 0.1},
         "param_share_attention": 0.63,
         "links": {k: f"{k}/x.html" for k in ("surgery", "attention")},
     }
@@ -144,7 +145,17 @@ def test_mechanistic_claim_logic():
         "frac_attention": 0.7,
     }
     assert [c.verdicts for c in mechanistic.claims([worst])] == [["does not hold"]] * 3
-    assert mechanistic.claims([base, worst])[0].verdict == "holds in 1 of 2 seeds"
+    assert mechanistic.claims([base, worst])[0].verdict == (
+        "holds in 1 of 2 seeds, does not hold in 1 of 2 seeds"
+    )
+    # A not clearly more OOD than B: no OOD-vs-in-distribution pair to speak of
+    same = base | {"ood": {"A": 0.02, "B": 0.01}}
+    f3, f4, f5 = mechanistic.claims([same])
+    assert (f3.verdicts, f4.verdicts, f5.verdicts) == (
+        ["undetermined"],
+        ["undetermined"],
+        ["holds"],
+    )
 
 
 @pytest.mark.slow
