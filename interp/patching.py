@@ -427,10 +427,9 @@ def findings(res: PatchingResult) -> list[str]:
         rec, fixed = c.recovered, c.fixed.mean(-1)
         out.append(
             f"Across policies, on {len(c.prompts)} prompts where A is OOD and B is not: the B "
-            f"activation that closes most of A's gap on B's next token is "
-            f"{_best(rec, c.sites, c.positions, '.0%')} of the gap; the one that most often "
-            "makes A's greedy answer in-distribution is "
-            f"{_best(fixed, c.sites, c.positions, '.0%')} of the prompts."
+            "activation that closes most of A's log-probability gap on B's next token is "
+            f"{_best(rec, c.sites, c.positions, '.0%')}; the one that most often makes A's "
+            f"greedy answer in-distribution is {_best(fixed, c.sites, c.positions, '.0%')}."
         )
         heads = [k for k, s in enumerate(c.sites) if " z" in s]
         layer_sites = [k for k, s in enumerate(c.sites) if s.endswith(("attn_out", "resid_post"))]
