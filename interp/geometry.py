@@ -249,6 +249,8 @@ def run_geometry(
 
     used = [ref_ck]
     disp: dict[str, dict[str, list[float]]] = {}
+    prompt_row = {int(s): i for i, s in enumerate(train.prompts)}
+    pair_row = torch.tensor([prompt_row[int(s)] for s in train.pair_prompt])  # pair -> prompt
     for who, r in (("A", pair.a), ("B", pair.b)):
         rows: dict[str, list[float]] = {
             k: []
@@ -274,11 +276,9 @@ def run_geometry(
             top = top_ood(tree, task)
             ood = ood_flags(tree.tokens, tree.lengths, tree.prompts[tree.leaf_prompt], task)
             # per prompt: the mean preferred-response probability of its pairs
-            prompt_row = {int(s): i for i, s in enumerate(train.prompts)}
-            rowi = torch.tensor([prompt_row[int(s)] for s in train.pair_prompt])
             pw = torch.zeros(len(train.prompts), dtype=torch.float64).index_add_(
-                0, rowi, lp[train.chosen].double().exp()
-            ) / torch.bincount(rowi, minlength=len(train.prompts))
+                0, pair_row, lp[train.chosen].double().exp()
+            ) / torch.bincount(pair_row, minlength=len(train.prompts))
             rows["step"].append(c.step)
             rows["logp_chosen"].append(float(lp[train.chosen].mean()))
             rows["logp_rejected"].append(float(lp[train.rejected].mean()))

@@ -321,15 +321,12 @@ def run_surgery(
         ]
         interp[g.name] = {m: [c[m] for c in curve] for m in METRICS}
 
+    models = {"A": at, "B": bt} | {swap_label(g.name): swap(at, bt, g) for g in chosen}
     kl_mc_out: dict[str, dict[str, float]] = {}
     if mc_samples >= 2:
-        for lab, m in [("A", at), ("B", bt)] + [
-            (swap_label(g.name), swap(at, bt, g)) for g in chosen
-        ]:
+        for lab, m in models.items():
             mean, se = kl_mc(m, ref, test.prompts, task.max_new_tokens, mc_samples, seed)
             kl_mc_out[lab] = {"mean": mean, "se": se, "n_per_prompt": mc_samples}
-
-    models = {"A": at, "B": bt} | {swap_label(g.name): swap(at, bt, g) for g in chosen}
     outputs = {lab: greedy(m, test.prompts, task.max_new_tokens) for lab, m in models.items()}
     samples, example = _samples_and_example(outputs, models, ref, test.prompts, task)
 
