@@ -7,16 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp.checkpoints import default_root
 from interp.cli import option, parse, run
-from interp.report import Claim, Report, default_reports_root, write_report
+from interp.report import Claim, Folders, Report, write_report
 
 
 @dataclass
-class ExperimentOptions:
+class ExperimentOptions(Folders):
     seeds: list[int] = option([0], help="seeds (data split, initialisation, batch order)")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
     progress: bool = option(True, help="show progress bars")
 
 

@@ -20,16 +20,15 @@ import beta_sweep
 import grokking
 import mechanistic
 
-from interp.checkpoints import default_root
 from interp.cli import UserError, option, parse, run
 from interp.metrics import EXACT_THRESHOLD
 from interp.model import CASE_STUDY, ModelSpec
 from interp.report import (
+    Folders,
     Report,
     Section,
     Table,
     claims_table,
-    default_reports_root,
     provenance,
     write_report,
 )
@@ -38,10 +37,8 @@ TINY_MODEL = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
 
 
 @dataclass
-class PaperOptions:
+class PaperOptions(Folders):
     seeds: list[int] = option([0], help="seeds to run every experiment with")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
     tiny: bool = option(
         False, help="the tiny preset and a tiny model everywhere: checks the pipeline in seconds"
     )

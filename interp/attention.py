@@ -32,12 +32,12 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.checkpoints import Checkpoint, default_root, resolve_pair
+from interp.checkpoints import Checkpoint, resolve_pair
 from interp.cli import UserError, option, parse, run_comparison
 from interp.data import VOCAB, encode, make_dataset, prompt_ids
 from interp.lens import HookedTransformer
 from interp.metrics import ood_and_error
-from interp.report import default_reports_root
+from interp.report import Folders, pair_slug
 from interp.sampling import greedy
 from interp.stats import spearman
 
@@ -357,7 +357,7 @@ def build_report(res: AttentionResult, prov: dict[str, Any]):
     )
     return Report(
         kind="attention",
-        slug=f"{res.a}_vs_{res.b}".replace("/", "-"),
+        slug=pair_slug(res.a, res.b),
         title=f"Attention: {res.a} (A) and {res.b} (B) against {res.ref}",
         summary=res.findings,
         sections=[
@@ -371,12 +371,10 @@ def build_report(res: AttentionResult, prov: dict[str, Any]):
 
 
 @dataclass
-class AttentionOptions:
+class AttentionOptions(Folders):
     a: str = option("beta0.01", help="policy A (the OOD one)")
     b: str = option("beta1.0", help="policy B (the in-distribution one); 'ref' = A's reference")
     examples: int = option(3, help="single prompts to show where A is OOD and B is not")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
     progress: bool = option(True, help="show progress bars")
 
 

@@ -37,12 +37,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.checkpoints import default_root, resolve_pair
+from interp.checkpoints import resolve_pair
 from interp.cli import option, parse, run_comparison
 from interp.data import EOS, VOCAB, Split, Task, make_dataset, parse_batch
 from interp.lens import HookedTransformer
 from interp.metrics import EXACT_THRESHOLD, ood_flags, split_logprobs
-from interp.report import default_reports_root
+from interp.report import Folders, pair_slug
 from interp.sampling import ResponseTree, enumerate_responses
 from interp.stats import pearson, spearman
 
@@ -526,7 +526,7 @@ def build_report(res: GeometryResult, prov: dict[str, Any]):
     )
     return Report(
         kind="geometry",
-        slug=f"{res.a}_vs_{res.b}".replace("/", "-"),
+        slug=pair_slug(res.a, res.b),
         title=f"Unembedding geometry and likelihood displacement: {res.a} (A), {res.b} (B)",
         summary=res.findings,
         sections=[geometry, single, ches_section, disp, mass],
@@ -536,14 +536,12 @@ def build_report(res: GeometryResult, prov: dict[str, Any]):
 
 
 @dataclass
-class GeometryOptions:
+class GeometryOptions(Folders):
     a: str = option("beta0.01", help="policy A (the OOD one)")
     b: str = option("beta1.0", help="policy B (the in-distribution one)")
     exact_threshold: float = option(
         EXACT_THRESHOLD, help="exact enumeration: expand prefixes this probable"
     )
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
     progress: bool = option(True, help="show progress bars")
 
 

@@ -43,12 +43,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.attention import PLACES
-from interp.checkpoints import default_root, resolve_pair
+from interp.checkpoints import resolve_pair
 from interp.cli import UserError, option, parse, run_comparison
 from interp.data import EOS, Task, make_dataset, prompt_ids
 from interp.lens import ActivationCache, HookedTransformer, get_act_name, patching, quiet_patching
 from interp.metrics import ood_and_error
-from interp.report import default_reports_root
+from interp.report import Folders, pair_slug
 from interp.sampling import greedy
 
 
@@ -538,7 +538,7 @@ def build_report(res: PatchingResult, prov: dict[str, Any]):
     )
     return Report(
         kind="patching",
-        slug=f"{res.a}_vs_{res.b}".replace("/", "-"),
+        slug=pair_slug(res.a, res.b),
         title=f"Activation patching: {res.a} (A) and {res.b} (B)",
         summary=res.findings,
         sections=sections,
@@ -548,13 +548,11 @@ def build_report(res: PatchingResult, prov: dict[str, Any]):
 
 
 @dataclass
-class PatchingOptions:
+class PatchingOptions(Folders):
     a: str = option("beta0.01", help="policy A (the OOD one), patched")
     b: str = option("beta1.0", help="policy B (the in-distribution one), the source")
     max_prompts: int = option(64, help="prompts per analysis, evenly spread over the test split")
     seed: int = option(0, help="seed of the corrupted digits")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,14 +33,27 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from interp.checkpoints import git_commit
-from interp.cli import UserError
+from interp.checkpoints import default_root, git_commit
+from interp.cli import UserError, option
 
 LONG_TABLE = 16  # tables with more rows than this are folded into <details>
 
 
 def default_reports_root() -> Path:
     return Path(os.environ.get("INTERP_REPORTS", "reports"))
+
+
+def pair_slug(a: str, b: str) -> str:
+    """The file name stem of an A-vs-B report: policy names, slashes made safe."""
+    return f"{a}_vs_{b}".replace("/", "-")
+
+
+@dataclass
+class Folders:
+    """The options every report command shares: where checkpoints and reports live."""
+
+    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
+    reports: str = option(str(default_reports_root()), help="report root folder")
 
 
 @dataclass(frozen=True)

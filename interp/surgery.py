@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from interp import plots
 from interp.attention import pattern
-from interp.checkpoints import Checkpoint, default_root, resolve_pair
+from interp.checkpoints import Checkpoint, resolve_pair
 from interp.cli import UserError, option, parse, run_comparison
 from interp.data import Task, make_dataset
 from interp.lens import HookedTransformer
@@ -46,11 +46,12 @@ from interp.params import (
 )
 from interp.report import (
     FigureBlock,
+    Folders,
     Report,
     Section,
     Table,
-    default_reports_root,
     jsonable,
+    pair_slug,
 )
 from interp.sampling import Responses, greedy
 
@@ -726,7 +727,7 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
     )
     return Report(
         kind="surgery",
-        slug=f"{res.a}_vs_{res.b}".replace("/", "-"),
+        slug=pair_slug(res.a, res.b),
         title=f"Surgery: {res.a} (A) with parts of {res.b} (B)",
         summary=summary_lines(res),
         sections=[
@@ -747,7 +748,7 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
 
 
 @dataclass
-class SurgeryOptions:
+class SurgeryOptions(Folders):
     a: str = option("beta0.01", help="policy A, whose groups are replaced (the OOD one)")
     b: str = option("beta1.0", help="policy B, the donor (in-distribution); 'ref' = A's reference")
     groups: list[str] = option(
@@ -764,8 +765,6 @@ class SurgeryOptions:
     mc_samples: int = option(16, help="kl_mc samples per prompt at the table step (0 = skip)")
     alphas: int = option(11, help="points on the interpolation curves")
     seed: int = option(0, help="seed of the kl_mc samples")
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
     progress: bool = option(True, help="show a progress bar")
 
 
