@@ -12,15 +12,17 @@ SEEDS  ?= 0
 report: $(STAMP)  ## the main job: surgery report beta0.01 vs beta1.0 (trains the policies if missing)
 	$(BIN)/python -m interp.surgery --a beta0.01 --b beta1.0
 
-test: $(STAMP)  ## the fast test suite (what CI runs)
+test: $(STAMP)  ## the layering contract, then the fast test suite (what CI runs)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)  ## the slow tests: real training runs
 	$(BIN)/python -m pytest -q -m slow
 
-check: $(STAMP)  ## lint + fast tests
+check: $(STAMP)  ## lint, format, layering contract, fast tests
 	$(BIN)/python -m ruff check interp tests benchmarks analyses
 	$(BIN)/python -m ruff format --check interp tests benchmarks analyses
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 paper: $(STAMP)  ## every experiment of the case study + reports/paper.html (SEEDS="0 1 2 3 4" for five)

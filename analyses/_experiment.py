@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp.cli import option, parse, run
-from interp.report import Claim, Folders, Report, write_report
+from interp.analysis.claims import Claim
+from interp.cli import Folders, option, parse, run
+from interp.present.html import Report, write_report
 
 
 @dataclass

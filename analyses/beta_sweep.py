@@ -32,29 +32,27 @@ from typing import Any
 import numpy as np
 import torch
 from _experiment import cli, publish
+from _figures import ood_vs_kl, sweep_heatmaps
 
-from interp import plots
-from interp.checkpoints import PolicyKey, find_run
-from interp.cli import UserError
-from interp.metrics import EXACT_THRESHOLD
-from interp.model import CASE_STUDY, ModelSpec
-from interp.report import (
-    Claim,
-    FigureBlock,
-    Report,
-    Section,
-    Table,
-    claims_table,
-    jsonable,
-    provenance,
-)
-from interp.stats import fmt_ci, spearman
-from interp.train import ensure_trained, paper_betas
+from interp.analysis import claims as rules
+from interp.analysis.claims import Claim
+from interp.core.model import CASE_STUDY, ModelSpec
+from interp.core.numberline import make_dataset
+from interp.core.sampling import EXACT_THRESHOLD
+from interp.core.stats import fmt_ci, spearman
+from interp.present.claims import claims_table
+from interp.present.html import FigureBlock, Report, Section, Table, jsonable
+from interp.runs.config import N_CHECKPOINTS, paper_betas
+from interp.runs.ensure import ensure_trained
+from interp.runs.evaluations import evaluation
+from interp.runs.names import PolicyKey
+from interp.runs.provenance import provenance
+from interp.runs.store import find_run
 
 KLS = ("kl_greedy", "kl_exact")
 OODS = ("ood_rate", "ood_mass")
 METRICS = (*KLS, *OODS, "error", "exact_residual")
-BAND_WIDTH, N_BINS, U_FLOOR = 0.5, 8, 0.01
+N_BINS = 8
 
 
 def optimal_index(ood: list[float], latest: bool = True) -> int:
@@ -92,7 +90,7 @@ def u_shape(bins: dict[str, list]) -> dict[str, Any]:
     k = int(np.argmin(means))
 
     def rises(end: int) -> bool:
-        return means[end] - means[k] > max(2 * float(np.hypot(se[end], se[k])), U_FLOOR)
+        return means[end] - means[k] > max(2 * float(np.hypot(se[end], se[k])), rules.U_FLOOR)
 
     return {
         "u_shaped": bool(0 < k < len(means) - 1 and rises(0) and rises(-1)),
@@ -140,18 +138,25 @@ def run_sweep(
     for seed in seeds:
         keys = [PolicyKey(preset, "dpo", b, seed) for b in betas]
         ensure_trained(
-            keys, root, model, 30, progress=progress, exact_threshold=exact_threshold, strict=True
+            keys,
+            root,
+            model,
+            N_CHECKPOINTS,
+            progress=progress,
+            exact_threshold=exact_threshold,
+            strict=True,
         )
         runs = [find_run(k, root) for k in keys]
+        ref = find_run(keys[0].reference, root).checkpoint()
+        data = make_dataset(preset, seed)
         res.steps = runs[0].steps()
         grid: dict[str, list[list[float]]] = {m: [] for m in METRICS}
         for r in runs:
-            evs = [c.eval for c in r.trajectory()]
-            if any(e.get("kl_exact") is None for e in evs):
-                raise UserError(
-                    f"checkpoints of {r.name} have no kl_exact (trained with --exact-threshold 0?); "
-                    "train the sweep into another --checkpoints folder"
-                )
+            # the evaluations stored at training, unless they are not the ones asked for
+            evs = [
+                evaluation(c, data, ref, exact_threshold, METRICS, r.key.beta)
+                for c in r.trajectory()
+            ]
             for m in METRICS:
                 grid[m].append([e.get(m) for e in evs])
             c = r.checkpoint()
@@ -199,11 +204,7 @@ def claim(res: SweepResult) -> Claim:
     verdicts = []
     for s in res.seeds:
         g = res.per_seed[s]["kl_greedy"]
-        ok = [
-            g["band"]["width"] is not None and g["band"]["width"] <= BAND_WIDTH,
-            g["ood_rate"]["u_shaped"],
-        ]
-        verdicts.append("holds" if all(ok) else "partly holds" if any(ok) else "does not hold")
+        verdicts.append(rules.one_band_verdict(g["band"]["width"], g["ood_rate"]["u_shaped"]))
     widths = {kl: [res.per_seed[s][kl]["band"]["width"] for s in res.seeds] for kl in KLS}
     u = {kl: sum(res.per_seed[s][kl]["ood_rate"]["u_shaped"] for s in res.seeds) for kl in KLS}
     um = sum(res.per_seed[s]["kl_exact"]["ood_mass"]["u_shaped"] for s in res.seeds)
@@ -267,7 +268,7 @@ def build_report(res: SweepResult, f2: Claim, prov: dict[str, Any]) -> Report:
                 [
                     "Mean over seeds. White: each β's OOD-optimal checkpoint (lowest greedy OOD rate, latest on ties)."
                 ],
-                [FigureBlock(plots.sweep_heatmaps(res))],
+                [FigureBlock(sweep_heatmaps(res))],
                 [
                     Table(
                         "OOD-optimal checkpoints",
@@ -287,8 +288,8 @@ def build_report(res: SweepResult, f2: Claim, prov: dict[str, Any]) -> Report:
                     "Pink: the pooled 10–90% band of the optimal checkpoints' KL; black: mean OOD in 8 KL quantile bins."
                 ],
                 [
-                    FigureBlock(plots.ood_vs_kl(res, ood="ood_rate")),
-                    FigureBlock(plots.ood_vs_kl(res, ood="ood_mass")),
+                    FigureBlock(ood_vs_kl(res, ood="ood_rate")),
+                    FigureBlock(ood_vs_kl(res, ood="ood_mass")),
                 ],
                 [
                     Table(

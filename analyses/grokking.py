@@ -28,27 +28,22 @@ from typing import Any
 
 import numpy as np
 from _experiment import cli, publish
+from _figures import grokking_curves
 
-from interp import plots
-from interp.checkpoints import PolicyKey, Run, find_run
-from interp.metrics import EXACT_THRESHOLD
-from interp.model import CASE_STUDY, ModelSpec
-from interp.report import (
-    Claim,
-    FigureBlock,
-    Report,
-    Section,
-    Table,
-    claims_table,
-    jsonable,
-    provenance,
-)
-from interp.stats import spearman
-from interp.train import ensure_trained
+from interp.analysis import claims as rules
+from interp.analysis.claims import Claim
+from interp.core.model import CASE_STUDY, ModelSpec
+from interp.core.sampling import EXACT_THRESHOLD
+from interp.core.stats import spearman
+from interp.present.claims import claims_table
+from interp.present.html import FigureBlock, Report, Section, Table, jsonable
+from interp.runs.ensure import ensure_trained
+from interp.runs.names import PolicyKey
+from interp.runs.provenance import provenance
+from interp.runs.store import Run, find_run
 
 BETAS = [0.01, 0.02, 0.1, 0.2, 0.5]
 METRICS = ("ood_rate", "error", "margin", "acc", "kl_exact")
-OOD_RISE, COME_BACK, RISING, MIN_EPOCHS = 0.10, 0.05, 0.5, 3
 
 
 def series(r: Run) -> dict[str, list]:
@@ -61,22 +56,9 @@ def series(r: Run) -> dict[str, list]:
     return out
 
 
-def kept_rising(epochs: list[float], values: list[float | None]) -> bool | None:
-    """Did a series keep rising? Spearman with the epoch above 0.5; a series that stays
-    flat (e.g. accuracy saturated at 1) did not fall, so it counts; fewer than
-    `MIN_EPOCHS` points: None (too few to say)."""
-    pts = [(e, v) for e, v in zip(epochs, values) if v is not None]
-    if len(pts) < MIN_EPOCHS:
-        return None
-    if len({v for _, v in pts}) == 1:
-        return True
-    rho = spearman([e for e, _ in pts], [v for _, v in pts])
-    return rho is not None and rho > RISING
-
-
 def verdict_for(run_series: dict[str, list], ref_ood: float) -> dict[str, Any]:
     ood = run_series["ood_rate"]
-    onset = next((i for i, v in enumerate(ood) if v > ref_ood + OOD_RISE), None)
+    onset = next((i for i, v in enumerate(ood) if v > ref_ood + rules.OOD_RISE), None)
     out: dict[str, Any] = {
         "went_ood": onset is not None,
         "onset_epoch": None,
@@ -89,10 +71,10 @@ def verdict_for(run_series: dict[str, list], ref_ood: float) -> dict[str, Any]:
         return out
     epochs = run_series["epoch"][onset:]
     margin, acc = run_series["margin"][onset:], run_series["acc"][onset:]
-    rising = [kept_rising(epochs, margin), kept_rising(epochs, acc)]
+    rising = [rules.kept_rising(epochs, margin), rules.kept_rising(epochs, acc)]
     out.update(
         onset_epoch=run_series["epoch"][onset],
-        came_back=any(v <= ref_ood + COME_BACK for v in ood[onset + 1 :]),
+        came_back=any(v <= ref_ood + rules.COME_BACK for v in ood[onset + 1 :]),
         margin_rho=spearman(epochs, margin),
         acc_rho=spearman(epochs, acc),
         rising=None if None in rising else all(rising),
@@ -151,16 +133,7 @@ def claim(res: GrokkingResult) -> Claim:
     for seed in res.seeds:
         runs = res.per_run[seed].values()
         went = [r for r in runs if r["went_ood"]]
-        if not went:
-            verdicts.append("undetermined")  # nothing went OOD: nothing could come back
-        elif any(r["came_back"] for r in went):
-            verdicts.append("does not hold")
-        elif any(r["rising"] is None for r in went):
-            verdicts.append("undetermined")  # went OOD too late to tell what followed
-        elif all(r["rising"] for r in went):
-            verdicts.append("holds")
-        else:
-            verdicts.append("partly holds")
+        verdicts.append(rules.no_grokking_verdict(list(runs)))
         dpo = res.dpo.get(seed, {})
         values.append(float(np.mean([dpo[b]["ood_rate"][-1] for b in res.betas])) if dpo else None)
         accs += [dpo[b]["acc"][-1] for b in res.betas] if dpo else []
@@ -223,7 +196,7 @@ def build_report(res: GrokkingResult, f1: Claim, prov: dict[str, Any]) -> Report
             Section(
                 "SFT and DPO over 100 epochs",
                 ["Mean over seeds (band: min–max). Shaded: epochs before any DPO run goes OOD."],
-                [FigureBlock(plots.grokking_curves(res))],
+                [FigureBlock(grokking_curves(res))],
                 [
                     Table(
                         "Per run",

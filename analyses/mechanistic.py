@@ -18,6 +18,7 @@ verdict for them is "undetermined".
   Holds when attention holds most parameters and its share of the change is within
   15–35%; partly when the share is below its share of the parameters but outside that
   band; does not hold otherwise.
+The thresholds and rules live in `interp.analysis.claims`, shared with the reports.
 
     python analyses/mechanistic.py --seeds 0 1 2
 """
@@ -32,23 +33,25 @@ from typing import Any
 import numpy as np
 from _experiment import cli, publish
 
-from interp import attention, geometry, patching, surgery
-from interp.checkpoints import PolicyKey
-from interp.metrics import EXACT_THRESHOLD
-from interp.model import CASE_STUDY, ModelSpec
-from interp.report import (
-    Claim,
-    Report,
-    Section,
-    Table,
-    claims_table,
-    provenance,
-    write_report,
-)
-from interp.train import ensure_trained
+from interp.analysis import claims as rules
+from interp.analysis.attention import run_attention
+from interp.analysis.claims import Claim
+from interp.analysis.geometry import run_geometry
+from interp.analysis.patching import run_patching
+from interp.analysis.surgery import A, B, SurgerySettings, run_surgery
+from interp.core.model import CASE_STUDY, ModelSpec
+from interp.core.sampling import EXACT_THRESHOLD
+from interp.present.claims import claims_table
+from interp.present.html import Report, Section, Table, write_report
+from interp.present.pages import attention as attention_page
+from interp.present.pages import geometry as geometry_page
+from interp.present.pages import patching as patching_page
+from interp.present.pages import surgery as surgery_page
+from interp.runs.ensure import ensure_trained
+from interp.runs.names import PolicyKey
+from interp.runs.provenance import provenance
 
 A_BETA, B_BETA = 0.01, 1.0
-KL_RATIO, PREMISE = 1.5, 0.05
 
 
 def kl_at_weight_delta(deltas: list[float], kls: list[float], target: float) -> float:
@@ -56,10 +59,6 @@ def kl_at_weight_delta(deltas: list[float], kls: list[float], target: float) -> 
     interpolated between saved steps (WeightDelta grows along training)."""
     order = np.argsort(deltas)
     return float(np.interp(target, np.asarray(deltas)[order], np.asarray(kls)[order]))
-
-
-def _verdict_of(claims_: list[dict], prefix: str) -> str:
-    return next(c["verdict"] for c in claims_ if c["claim"].startswith(prefix))
 
 
 def one_seed(
@@ -77,28 +76,32 @@ def one_seed(
     a, b = (k.name for k in keys)
     out: dict[str, Any] = {"seed": seed, "a": a, "b": b, "links": {}}
     started = time.time()
-    sres = surgery.run_surgery(a, b, root=root, exact_threshold=exact_threshold, progress=progress)
-    att = attention.run_attention(a, b, root, progress=progress)
-    pat = patching.run_patching(a, b, root)
-    geo = geometry.run_geometry(a, b, root, exact_threshold, progress=progress)
-    for name, module, res in (
-        ("surgery", surgery, sres),
-        ("attention", attention, att),
-        ("patching", patching, pat),
-        ("geometry", geometry, geo),
+    sres = run_surgery(a, b, root, SurgerySettings(exact_threshold=exact_threshold), progress)
+    att = run_attention(a, b, root, progress=progress, exact_threshold=exact_threshold)
+    pat = run_patching(a, b, root)
+    geo = run_geometry(a, b, root, exact_threshold, progress=progress)
+    for name, page, res in (
+        ("surgery", surgery_page, sres),
+        ("attention", attention_page, att),
+        ("patching", patching_page, pat),
+        ("geometry", geometry_page, geo),
     ):
         prov = provenance(
             f"analyses/mechanistic.py ({name})", None, res.checkpoints, {"seed": seed}, started
         )
         out["links"][name] = str(
-            write_report(module.build_report(res, prov), reports).relative_to(reports)
+            write_report(page.build_report(res, prov), reports).relative_to(reports)
         )
-    t = sres.steps.index(sres.table_step)
-    tr, w = sres.trajectory, sres.weights
-    matched = min(w["A_delta"][t], w["B_delta"][t])
+    t, w = sres.table_index, sres.weights
+    matched = min(w.a_delta[t], w.b_delta[t])
     kl_at = {
-        who: kl_at_weight_delta(w[f"{who}_delta"][: t + 1], tr[who]["kl_exact"][: t + 1], matched)
-        for who in ("A", "B")
+        v.label: kl_at_weight_delta(delta[: t + 1], sres.of(v)["kl_exact"][: t + 1], matched)
+        for v, delta in ((A, w.a_delta), (B, w.b_delta))
+    }
+    f4 = {c.claim: c for c in sres.claims[:2]}
+    verdict = {
+        group: next(c.verdict for c in sres.claims if c.group == group)
+        for group in ("attention", "non-attention")
     }
     out.update(
         attention_tv=float(att.a_vs_b.mean()),
@@ -106,14 +109,14 @@ def one_seed(
         matched_weight_delta=matched,
         kl_at_matched_weight_delta=kl_at,
         kl_ratio=kl_at["A"] / kl_at["B"] if kl_at["B"] > 0 else None,
-        f4_attention=_verdict_of(sres.claims, "Swapping A's attention"),
-        f4_non_attention=_verdict_of(sres.claims, "Swapping A's non-attention"),
+        f4_attention=verdict["attention"],
+        f4_non_attention=verdict["non-attention"],
         gap_closed={
-            c["claim"]: (c.get("gap_closed_kl_exact"), c.get("gap_closed_ood_rate"))
-            for c in sres.claims[:2]
+            claim: (c.numbers["gap_closed_kl_exact"], c.numbers["gap_closed_ood_rate"])
+            for claim, c in f4.items()
         },
-        ood={"A": tr["A"]["ood_rate"][t], "B": tr["B"]["ood_rate"][t]},
-        frac_attention=sres.weights["A_frac_attention"][t],
+        ood={"A": sres.at_table_step(A, "ood_rate"), "B": sres.at_table_step(B, "ood_rate")},
+        frac_attention=w.a_frac_attention[t],
         param_share_attention=sres.param_share["attention"],
         checkpoints=sres.checkpoints,
     )
@@ -130,42 +133,19 @@ def _premise_note(per_seed: list[dict[str, Any]], premise: list[bool]) -> str:
 
 def claims(per_seed: list[dict[str, Any]]) -> list[Claim]:
     links = [f"{r['links']['surgery']}" for r in per_seed]
-    premise = [r["ood"]["A"] - r["ood"]["B"] >= PREMISE for r in per_seed]
-    f3 = []
-    for r, ok_pair in zip(per_seed, premise):
-        ok = [
-            r["attention_tv"] < attention.SIMILAR,
-            r["kl_ratio"] is not None and r["kl_ratio"] >= KL_RATIO,
-        ]
-        f3.append(
-            "undetermined"
-            if not ok_pair
-            else "holds"
-            if all(ok)
-            else "partly holds"
-            if any(ok)
-            else "does not hold"
-        )
-    f4 = []
-    for r, ok_pair in zip(per_seed, premise):
-        pair = (r["f4_attention"], r["f4_non_attention"])
-        if not ok_pair or "undetermined" in pair:
-            f4.append("undetermined")
-        elif pair == ("holds", "holds"):
-            f4.append("holds")
-        elif "does not hold" in pair and ("holds" in pair or "partly holds" in pair):
-            f4.append("partly holds")
-        elif pair == ("does not hold", "does not hold"):
-            f4.append("does not hold")
-        else:
-            f4.append("partly holds")
-    f5 = []
-    for r in per_seed:
-        x, share = r["frac_attention"], r["param_share_attention"]
-        if x < share and share > 0.5 and 0.15 <= x <= 0.35:
-            f5.append("holds")
-        else:
-            f5.append("partly holds" if x < share else "does not hold")
+    premise = [rules.premise_holds(r["ood"]["A"], r["ood"]["B"]) for r in per_seed]
+    f3 = [
+        rules.attention_claim_verdict(r["attention_tv"], r["kl_ratio"], ok)
+        for r, ok in zip(per_seed, premise)
+    ]
+    f4 = [
+        rules.surgery_claim_verdict(r["f4_attention"], r["f4_non_attention"], ok)
+        for r, ok in zip(per_seed, premise)
+    ]
+    f5 = [
+        rules.attention_share_verdict(r["frac_attention"], r["param_share_attention"])
+        for r in per_seed
+    ]
     closed = [r["gap_closed"] for r in per_seed]
     return [
         Claim(

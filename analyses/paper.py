@@ -20,18 +20,13 @@ import beta_sweep
 import grokking
 import mechanistic
 
-from interp.cli import UserError, option, parse, run
-from interp.metrics import EXACT_THRESHOLD
-from interp.model import CASE_STUDY, ModelSpec
-from interp.report import (
-    Folders,
-    Report,
-    Section,
-    Table,
-    claims_table,
-    provenance,
-    write_report,
-)
+from interp.cli import Folders, option, parse, run
+from interp.core.model import CASE_STUDY, ModelSpec
+from interp.core.sampling import EXACT_THRESHOLD
+from interp.errors import UserError
+from interp.present.claims import claims_table
+from interp.present.html import Report, Section, Table, ensure_writable, write_report
+from interp.runs.provenance import provenance
 
 TINY_MODEL = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
 
@@ -59,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         if not opts.seeds or min(opts.seeds) < 0:
             raise UserError("--seeds must be non-negative integers")
         root, reports = Path(opts.checkpoints), Path(opts.reports)
-        from interp.report import ensure_writable
-
         ensure_writable(reports)
         if opts.tiny:
             kw = dict(model=TINY_MODEL, progress=opts.progress, exact_threshold=1e-2)

@@ -23,21 +23,14 @@ from pathlib import Path
 import torch
 from _common import best_of, write
 
-from interp.checkpoints import PolicyKey
-from interp.data import make_dataset
-from interp.ensemble import Ensemble
-from interp.losses import LOSSES
-from interp.metrics import model_logprobs
-from interp.surgery import clone
-from interp.train import (
-    STAGES,
-    RunSpec,
-    batch_indices,
-    make_optimizer,
-    pair_logps,
-    paper_betas,
-    train_run,
-)
+from interp.analysis.interventions import clone
+from interp.core.losses import LOSSES
+from interp.core.numberline import make_dataset
+from interp.core.scoring import model_logprobs
+from interp.runs.config import STAGES, RunSpec, paper_betas
+from interp.runs.ensemble import Ensemble
+from interp.runs.names import PolicyKey
+from interp.runs.trainer import batch_indices, make_optimizer, pair_logps, train_run
 
 N_STEPS = 40
 

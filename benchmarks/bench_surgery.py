@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 from _common import best_of, write
 
-from interp.checkpoints import PolicyKey
-from interp.data import EOS, make_dataset, prompt_ids
-from interp.metrics import model_logprobs, split_logprobs
-from interp.model import build_model
-from interp.sampling import enumerate_responses
-from interp.train import RunSpec, train_run
+from interp.core.model import build_model
+from interp.core.numberline import EOS, make_dataset, prompt_ids
+from interp.core.sampling import enumerate_responses
+from interp.core.scoring import model_logprobs, split_logprobs
+from interp.runs.config import RunSpec
+from interp.runs.names import PolicyKey
+from interp.runs.trainer import train_run
 
 
 @torch.inference_mode()
@@ -78,12 +79,12 @@ def main() -> None:
     )
 
     prompts = test.prompts[:20]
-    tree = enumerate_responses(policy, prompts, 6, 1e-3, [ref])
+    tree = enumerate_responses(policy, test.task, prompts, 6, 1e-3, [ref])
     fast_kl = float(tree.per_prompt(tree.logp[:, 0] - tree.logp[:, 1]).mean())
     t0 = time.perf_counter()
     slow_kl = naive_enumeration(policy, ref, prompts, 6, 1e-3)
     t_slow = time.perf_counter() - t0
-    t_fast = best_of(lambda: enumerate_responses(policy, prompts, 6, 1e-3, [ref]))
+    t_fast = best_of(lambda: enumerate_responses(policy, test.task, prompts, 6, 1e-3, [ref]))
     assert abs(fast_kl - slow_kl) < 1e-4, (fast_kl, slow_kl)
     out["enumeration"] = {
         "fast_s": t_fast,

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from _common import best_of, write
 
-from interp.data import make_dataset
-from interp.losses import LOSSES, sft_loss
-from interp.metrics import model_logprobs
-from interp.model import build_model
-from interp.train import STAGES, batch_indices, make_optimizer, pair_logps, sft_step_loss
+from interp.core.losses import LOSSES, sft_loss
+from interp.core.model import build_model
+from interp.core.numberline import make_dataset
+from interp.core.scoring import model_logprobs
+from interp.runs.config import STAGES
+from interp.runs.trainer import batch_indices, make_optimizer, pair_logps, sft_step_loss
 
 N_STEPS = 200
 

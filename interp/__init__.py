@@ -4,8 +4,8 @@
     >>> model = load("beta0.01")                       # a HookedTransformer, eval mode
     >>> logits, cache = model.run_with_cache(tokens("305="))
 
-Names are loaded lazily so that `python -m interp.<tool>` does not import its own module
-twice.
+Names are loaded lazily, so that `import interp` stays cheap and a command's own
+module is never imported twice.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load": "interp.checkpoints",
-    "load_checkpoint": "interp.checkpoints",
-    "policies": "interp.checkpoints",
-    "trajectory": "interp.checkpoints",
-    "encode": "interp.data",
-    "decode": "interp.data",
-    "tokens": "interp.data",
+    "load": "interp.runs.store",
+    "load_checkpoint": "interp.runs.store",
+    "policies": "interp.runs.store",
+    "trajectory": "interp.runs.store",
+    "encode": "interp.core.numberline",
+    "decode": "interp.core.numberline",
+    "tokens": "interp.core.numberline",
 }
 __all__ = sorted(_EXPORTS)
 

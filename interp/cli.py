@@ -15,21 +15,37 @@ import time
 import types
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
+
+from interp.errors import UserError
+from interp.options import option
+from interp.present.html import default_reports_root, ensure_writable, write_report
+from interp.runs.config import DEFAULT_POLICIES
+from interp.runs.ensure import ensure_default_policies
+from interp.runs.provenance import provenance
+from interp.runs.store import default_root
 
 T = TypeVar("T")
 
 
-class UserError(Exception):
-    """A mistake in the request; the message says what to do instead."""
+@dataclass
+class Folders:
+    """The options every report command shares: where checkpoints and reports live."""
+
+    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
+    reports: str = option(str(default_reports_root()), help="report root folder")
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, **argparse_kw: Any) -> Any:
-    """A dataclass field that becomes a command-line flag."""
-    meta = {"help": help, **argparse_kw}
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda d=default: list(d), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+@dataclass
+class PairOptions(Folders):
+    """The options of every A-vs-B report command: the two policies and the folders."""
+
+    a: str = option(DEFAULT_POLICIES[1], help="policy A (the one that goes out of distribution)")
+    b: str = option(
+        DEFAULT_POLICIES[2], help="policy B (in distribution); 'ref' means A's reference"
+    )
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -102,10 +118,6 @@ def run_comparison(
     `opts` needs `a`, `b`, `checkpoints` and `reports`; `compute(root)` returns a result
     with a `checkpoints` list (name, step, sha256) for the provenance footer.
     """
-    from pathlib import Path
-
-    from interp.report import ensure_writable, provenance, write_report
-    from interp.train import ensure_default_policies
 
     def body() -> int:
         started = time.time()

@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from interp.checkpoints import PolicyKey
-from interp.model import ModelSpec
-from interp.train import ensure_trained
+from interp.core.model import ModelSpec
+from interp.runs.ensure import ensure_trained
+from interp.runs.names import PolicyKey
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

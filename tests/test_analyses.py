@@ -100,7 +100,7 @@ def test_sweep_helpers():
 
 
 def test_sweep_experiment_on_tiny_runs(tmp_path):
-    from interp.model import ModelSpec
+    from interp.core.model import ModelSpec
 
     f2 = beta_sweep.experiment(
         [0],

@@ -4,9 +4,19 @@ import pytest
 import torch
 
 from interp import checkpoints as ck
-from interp.checkpoints import CheckpointError, PolicyKey, PolicyNotFound, parse_policy
-from interp.data import VOCAB, tokens
-from interp.model import ModelSpec, build_model
+from interp.core.model import ModelSpec, build_model
+from interp.core.numberline import VOCAB, tokens
+from interp.errors import CheckpointError, PolicyNotFound
+from interp.runs import store
+from interp.runs.names import PolicyKey, parse_policy
+from interp.runs.store import (
+    load,
+    load_weights,
+    policies,
+    save_checkpoint,
+    sha256_file,
+    trajectory,
+)
 
 
 @pytest.mark.parametrize(
@@ -31,13 +41,13 @@ def test_name_grammar():
 
 def _save(tmp_path, seed=0):
     model = build_model(ModelSpec(d_model=32, n_heads=2, d_mlp=32), seed=seed)
-    d = ck.save_checkpoint(tmp_path / "run", 5, model, {"policy": "x"})
+    d = save_checkpoint(tmp_path / "run", 5, model, {"policy": "x"})
     return model, d
 
 
 def test_save_load_identical_logits(tmp_path):
     model, d = _save(tmp_path)
-    loaded, meta = ck.load_weights(d)
+    loaded, meta = load_weights(d)
     x = tokens("305=303.")
     assert torch.equal(model(x), loaded(x))
     assert meta["step"] == 5 and meta["vocab"] == list(VOCAB) and len(meta["sha256"]) == 64
@@ -52,7 +62,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     raw[-3] ^= 0xFF
     f.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="corrupt"):
-        ck.load_weights(d)
+        load_weights(d)
 
 
 def test_truncated_checkpoint_is_refused(tmp_path):
@@ -60,10 +70,10 @@ def test_truncated_checkpoint_is_refused(tmp_path):
     f = d / "model.safetensors"
     f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(CheckpointError):
-        ck.load_weights(d)
+        load_weights(d)
     (d / "meta.json").unlink()
     with pytest.raises(CheckpointError, match="incomplete"):
-        ck.load_weights(d)
+        load_weights(d)
 
 
 def test_parameter_names_must_match_exactly(tmp_path):
@@ -74,10 +84,10 @@ def test_parameter_names_must_match_exactly(tmp_path):
     weights.pop("unembed.b_U")
     save_file(weights, str(d / "model.safetensors"))
     meta = json.loads((d / "meta.json").read_text())
-    meta["sha256"] = ck.sha256_file(d / "model.safetensors")
+    meta["sha256"] = sha256_file(d / "model.safetensors")
     (d / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="unembed.b_U"):
-        ck.load_weights(d)
+        load_weights(d)
 
 
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
@@ -86,35 +96,35 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ck, "write_json", boom)
+    monkeypatch.setattr(store, "write_json", boom)
     with pytest.raises(OSError):
-        ck.save_checkpoint(tmp_path / "run", 1, model, {})
+        save_checkpoint(tmp_path / "run", 1, model, {})
     assert list((tmp_path / "run").iterdir()) == []
 
 
 def test_load_trajectory_policies(tiny_root):
-    names = ck.policies(tiny_root)
+    names = policies(tiny_root)
     assert names == ["tiny/ref", "tiny/beta0.1", "tiny/beta1.0"]
-    traj = ck.trajectory("tiny/beta1", root=tiny_root)
+    traj = trajectory("tiny/beta1", root=tiny_root)
     steps = [c.step for c in traj]
     assert steps == sorted(steps) and steps[0] == 0 and len(steps) == 5
-    final = ck.load("tiny/beta=1.0", root=tiny_root)
+    final = load("tiny/beta=1.0", root=tiny_root)
     x = tokens("123=")
     assert torch.equal(final(x), traj[-1].model(x))
-    mid = ck.load("tiny/beta1.0", step=steps[2], root=tiny_root)
+    mid = load("tiny/beta1.0", step=steps[2], root=tiny_root)
     assert not torch.equal(mid(x), final(x))
     meta = traj[-1].meta
     assert meta["loss"] == "dpo" and meta["beta"] == 1.0 and meta["reference"] == "tiny/ref"
-    assert meta["sha256"] == ck.sha256_file(traj[-1].path / "model.safetensors")
+    assert meta["sha256"] == sha256_file(traj[-1].path / "model.safetensors")
 
 
 def test_unknown_policy_one_line_error(tiny_root):
     with pytest.raises(PolicyNotFound) as e:
-        ck.load("tiny/beta0.3", root=tiny_root)
+        load("tiny/beta0.3", root=tiny_root)
     msg = str(e.value)
     assert "\n" not in msg and "tiny/beta0.1" in msg and "tiny/beta1.0" in msg
     with pytest.raises(PolicyNotFound, match="no step 3"):
-        ck.load("tiny/beta0.1", step=3, root=tiny_root)
+        load("tiny/beta0.1", step=3, root=tiny_root)
 
 
 def test_ambiguous_policy(tiny_root, tmp_path):
@@ -124,7 +134,7 @@ def test_ambiguous_policy(tiny_root, tmp_path):
     shutil.copytree(tiny_root / "tiny" / "beta0.1", root / "tiny" / "beta0.1")
     shutil.copytree(tiny_root / "tiny" / "beta0.1", root / "tiny" / "beta0.1-backup")
     with pytest.raises(PolicyNotFound, match="ambiguous"):
-        ck.load("tiny/beta0.1", root=root)
+        load("tiny/beta0.1", root=root)
 
 
 def test_inspect_cli(tiny_root, capsys):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from interp.data import (
+from interp.core.numberline import (
     EOS,
     PAD,
     PRESETS,

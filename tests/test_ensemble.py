@@ -5,12 +5,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from interp import checkpoints as ck
-from interp.checkpoints import PolicyKey
-from interp.cli import UserError
-from interp.ensemble import Ensemble, member_state, stack_states, train_ensemble
-from interp.model import build_model
-from interp.train import Hyper, RunSpec, make_optimizer, train_run
+from interp.core.model import build_model
+from interp.errors import UserError
+from interp.runs import store
+from interp.runs.config import Hyper, RunSpec
+from interp.runs.ensemble import Ensemble, member_state, stack_states, train_ensemble
+from interp.runs.names import PolicyKey
+from interp.runs.store import Run, run_dir, save_checkpoint
+from interp.runs.trainer import make_optimizer, train_run
 
 from .conftest import TINY_MODEL
 
@@ -76,7 +78,7 @@ def test_interrupted_ensemble_resumes_to_the_same_weights(two_roots, monkeypatch
     straight_root, broken_root = two_roots
     ss = specs([0.1, 1.0])
     straight = train_ensemble(ss, straight_root, progress=False)
-    real, n = ck.save_checkpoint, {"saves": 0}
+    real, n = save_checkpoint, {"saves": 0}
 
     def flaky(*a, **k):
         out = real(*a, **k)
@@ -86,7 +88,7 @@ def test_interrupted_ensemble_resumes_to_the_same_weights(two_roots, monkeypatch
         return out
 
     with monkeypatch.context() as m:
-        m.setattr(ck, "save_checkpoint", flaky)
+        m.setattr(store, "save_checkpoint", flaky)
         with pytest.raises(KeyboardInterrupt):
             train_ensemble(ss, broken_root, progress=False)
     resumed = train_ensemble(ss, broken_root, progress=False)
@@ -144,8 +146,8 @@ def test_runs_that_differ_in_more_than_beta_are_refused():
 
 
 def test_one_diverging_member_does_not_stop_the_others(two_roots, monkeypatch):
-    from interp import ensemble
-    from interp.train import TrainingDiverged
+    from interp.errors import TrainingDiverged
+    from interp.runs import ensemble
 
     _, root = two_roots
     real = ensemble.LOSSES["dpo"]
@@ -162,6 +164,34 @@ def test_one_diverging_member_does_not_stop_the_others(two_roots, monkeypatch):
     ss = specs([0.05, 0.5, 2.0])
     with pytest.raises(TrainingDiverged, match="tiny/beta0.5"):
         train_ensemble(ss, root, progress=False)
-    runs = [ck.Run(s.key, ck.run_dir(s.key, root)) for s in ss]
+    runs = [Run(s.key, run_dir(s.key, root)) for s in ss]
     assert [r.complete for r in runs] == [True, False, True]
     assert runs[1].steps() and runs[1].steps()[-1] < runs[0].steps()[-1]
+
+
+def test_ensemble_interrupted_inside_its_final_save_resumes(two_roots, monkeypatch):
+    """One member's last checkpoint is written, the other's is not: resuming must finish
+    both (the first has nothing left to train) with the straight run's weights."""
+    straight_root, broken_root = two_roots
+    ss = specs([0.1, 1.0])
+    straight = train_ensemble(ss, straight_root, progress=False)
+    n_saves = len(straight[0].steps())
+    real, n = save_checkpoint, {"saves": 0}
+
+    def flaky(*a, **k):
+        out = real(*a, **k)
+        n["saves"] += 1
+        if n["saves"] == 2 * (n_saves - 1) + 1:  # the first member's final checkpoint
+            raise KeyboardInterrupt
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "save_checkpoint", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            train_ensemble(ss, broken_root, progress=False)
+    assert [Run(s.key, run_dir(s.key, broken_root)).complete for s in ss] == [False, False]
+    resumed = train_ensemble(ss, broken_root, progress=False)
+    for a, b in zip(straight, resumed):
+        assert b.complete and a.steps() == b.steps()
+        wa, wb = weights(a, a.steps()[-1]), weights(b, b.steps()[-1])
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), a.name

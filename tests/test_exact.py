@@ -5,12 +5,22 @@ import itertools
 import pytest
 import torch
 
-from interp.data import EOS, PAD, make_dataset, parse_batch, parse_response, prompt_ids
-from interp.metrics import exact_metrics, kl_mc, ood_flags
-from interp.model import ModelSpec, build_model
-from interp.sampling import enumerate_responses, greedy
+from interp.core.metrics import exact_metrics, kl_mc
+from interp.core.model import ModelSpec, build_model
+from interp.core.numberline import (
+    EOS,
+    PAD,
+    get_task,
+    make_dataset,
+    parse_batch,
+    parse_response,
+    prompt_ids,
+)
+from interp.core.sampling import enumerate_responses, greedy
 
 SPEC = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
+
+TASK = get_task("sweep")
 
 
 def brute_force(model, s, limit):
@@ -34,7 +44,7 @@ def brute_force(model, s, limit):
 def test_tree_matches_brute_force():
     pol, ref = build_model(SPEC, seed=1), build_model(SPEC, seed=2)
     prompts = [7, 123]
-    tree = enumerate_responses(pol, prompts, 3, threshold=0.0, score_with=[ref])
+    tree = enumerate_responses(pol, TASK, prompts, 3, threshold=0.0, score_with=[ref])
     assert float(tree.residual.max()) == 0.0
     for i, s in enumerate(prompts):
         want_p, want_r = brute_force(pol, s, 3), brute_force(ref, s, 3)
@@ -56,7 +66,7 @@ def test_tree_matches_brute_force():
 def test_masses_sum_to_one_minus_residual():
     pol = build_model(SPEC, seed=1)
     data = make_dataset("tiny", 0)
-    tree = enumerate_responses(pol, data.test.prompts, 6, threshold=1e-3)
+    tree = enumerate_responses(pol, TASK, data.test.prompts, 6, threshold=1e-3)
     assert float(tree.residual.min()) > 0  # the threshold did drop something
     total = tree.mass() + tree.residual
     assert torch.allclose(total, torch.ones_like(total), atol=1e-5)
@@ -65,9 +75,13 @@ def test_masses_sum_to_one_minus_residual():
 def test_kl_exact_zero_for_identical_models_and_positive_otherwise():
     data = make_dataset("tiny", 0)
     pol, ref = build_model(SPEC, seed=1), build_model(SPEC, seed=2)
-    same = exact_metrics(enumerate_responses(pol, data.test.prompts, 6, 1e-4, [pol]), data.task)
+    same = exact_metrics(
+        enumerate_responses(pol, TASK, data.test.prompts, 6, 1e-4, [pol]), data.task
+    )
     assert same["kl_exact"] == 0.0
-    diff = exact_metrics(enumerate_responses(pol, data.test.prompts, 6, 1e-4, [ref]), data.task)
+    diff = exact_metrics(
+        enumerate_responses(pol, TASK, data.test.prompts, 6, 1e-4, [ref]), data.task
+    )
     assert diff["kl_exact"] > 0
 
 
@@ -75,13 +89,13 @@ def test_kl_mc_agrees_with_kl_exact():
     data = make_dataset("tiny", 0)
     pol, ref = build_model(SPEC, seed=1), build_model(SPEC, seed=2)
     prompts = data.test.prompts[:10]
-    tree = enumerate_responses(pol, prompts, 3, 0.0, [ref])  # complete: residual 0
+    tree = enumerate_responses(pol, TASK, prompts, 3, 0.0, [ref])  # complete: residual 0
     exact = exact_metrics(tree, data.task)
     assert exact["exact_residual"] == 0.0
-    mean, se = kl_mc(pol, ref, prompts, 3, n_samples=400, seed=0)
+    mean, se = kl_mc(pol, ref, TASK, prompts, 3, n_samples=400, seed=0)
     assert se > 0
     assert abs(mean - exact["kl_exact"]) < 4 * se
-    assert kl_mc(pol, pol, prompts, 3, n_samples=8) == (0.0, 0.0)
+    assert kl_mc(pol, pol, TASK, prompts, 3, n_samples=8) == (0.0, 0.0)
 
 
 def test_greedy_is_the_mode_when_the_mode_is_a_majority():
@@ -92,8 +106,8 @@ def test_greedy_is_the_mode_when_the_mode_is_a_majority():
     with torch.no_grad():
         model.unembed.W_U.mul_(6.0)
     data = make_dataset("tiny", 0)
-    tree = enumerate_responses(model, data.test.prompts, 6, 1e-4)
-    g = greedy(model, data.test.prompts, 6)
+    tree = enumerate_responses(model, TASK, data.test.prompts, 6, 1e-4)
+    g = greedy(model, TASK, data.test.prompts, 6)
     checked = 0
     for i in range(len(data.test.prompts)):
         rows = (tree.leaf_prompt == i).nonzero().flatten()
@@ -125,8 +139,8 @@ def test_parse_batch_matches_parse_response():
 def test_ood_mass_counts_ood_leaves():
     data = make_dataset("tiny", 0)
     pol = build_model(SPEC, seed=1)
-    tree = enumerate_responses(pol, data.test.prompts, 6, 1e-3)
-    ood = ood_flags(tree.tokens, tree.lengths, tree.prompts[tree.leaf_prompt], data.task)
+    tree = enumerate_responses(pol, TASK, data.test.prompts, 6, 1e-3)
+    ood = data.task.judge(tree.prompts[tree.leaf_prompt], tree.tokens, tree.lengths).ood
     by_hand = 0.0
     for r in range(len(tree.leaf_prompt)):
         v = parse_response(tree.tokens[r, : tree.lengths[r]])

@@ -1,23 +1,68 @@
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from interp.data import EOS, make_dataset
-from interp.geometry import (
+import interp.analysis.geometry as geometry
+from interp.analysis.geometry import (
     ches,
+    displacement_point,
     first_difference,
-    main,
     mass_by_kind,
-    response_kind,
+    ood_leaves,
+    run_geometry,
     sequence_hidden_sums,
     top_ood,
     unembedding,
 )
-from interp.model import ModelSpec, build_model
-from interp.sampling import ResponseTree, enumerate_responses
-from interp.stats import pearson, spearman
+from interp.core.model import ModelSpec, build_model
+from interp.core.numberline import EOS, PRESETS, NumberLine, make_dataset
+from interp.core.sampling import ResponseTree, enumerate_responses
+from interp.core.stats import pearson, spearman
+from interp.geometry import main
+from interp.present.pages.geometry import NO_JUDGE, build_report, findings
 
 SPEC = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
+# the layout of the JSON twin's data (a file format: order matters)
+TWIN_KEYS = [
+    "a",
+    "b",
+    "ref",
+    "tokens",
+    "unembedding",
+    "unembedding_shift",
+    "single",
+    "pairs",
+    "ches",
+    "preferred_change",
+    "ches_spearman",
+    "displacement",
+    "mass",
+    "exact_threshold",
+    "checkpoints",
+    "findings",
+]
+DISPLACEMENT_KEYS = [
+    "step",
+    "logp_chosen",
+    "logp_rejected",
+    "ood_mass",
+    "top_ood",
+    "logp_top_ood",
+    "share_ood_above_chosen",
+]
+
+
+class Unjudged(NumberLine):
+    """The tiny number line, but a task that cannot judge its responses."""
+
+    def judge(self, prompts, tokens, lengths):
+        return None
+
+
+UNJUDGED = Unjudged(**dataclasses.asdict(PRESETS["tiny"]))
 
 
 def test_ches_hand_computed():
@@ -83,7 +128,7 @@ def test_first_difference_known_pairs():
 
 def test_unembedding_is_raw_w_u():
     m = build_model(SPEC, seed=1)
-    W = unembedding(m)
+    W = unembedding(m, make_dataset("tiny").task.response_tokens)
     assert W.shape == (11, 32) and torch.equal(W[10], m.W_U[:, EOS])
 
 
@@ -95,7 +140,7 @@ def test_response_kinds():
     vocab = "0123456789=."
     for i, r in enumerate(rows):
         toks[i, : len(r)] = torch.tensor([vocab.index(c) for c in r])
-    kinds = response_kind(toks, lens, torch.full((len(rows),), 305), task)
+    kinds = task.response_kinds(torch.full((len(rows),), 305), toks, lens)
     assert kinds == [
         "in the window",
         "the first 2 digits of s",
@@ -112,7 +157,7 @@ def test_response_kinds():
 def test_mass_by_kind_sums_to_one_and_top_ood():
     model = build_model(SPEC, seed=1)
     data = make_dataset("tiny", 0)
-    tree = enumerate_responses(model, data.test.prompts[:5], 6, 1e-3)
+    tree = enumerate_responses(model, data.task, data.test.prompts[:5], 6, 1e-3)
     mass = mass_by_kind(tree, data.task)
     assert sum(mass.values()) == pytest.approx(1.0, abs=1e-5)
     hand = ResponseTree(
@@ -126,7 +171,7 @@ def test_mass_by_kind_sums_to_one_and_top_ood():
         residual=torch.zeros(1),
         threshold=0.0,
     )
-    assert float(top_ood(hand, data.task)[0]) == pytest.approx(0.3)
+    assert float(top_ood(hand, ood_leaves(hand, data.task))[0]) == pytest.approx(0.3)
 
 
 def test_cli(tiny_root, tmp_path, capsys):
@@ -137,6 +182,11 @@ def test_cli(tiny_root, tmp_path, capsys):
     )
     assert (tmp_path / "geometry" / "tiny-beta0.1_vs_tiny-beta1.0.html").exists()
     assert (tmp_path / "index.html").exists()
+    data = json.loads((tmp_path / "geometry" / "tiny-beta0.1_vs_tiny-beta1.0.json").read_text())
+    assert list(data["data"]) == TWIN_KEYS
+    assert list(data["data"]["displacement"]["A"]) == DISPLACEMENT_KEYS
+    assert data["data"]["findings"] == data["summary"]
+    assert all(v is not None for v in data["data"]["displacement"]["A"]["ood_mass"])
     capsys.readouterr()
     assert main(["--a", "tiny/beta0.1", "--exact-threshold", "2", *args]) == 2
 
@@ -144,7 +194,7 @@ def test_cli(tiny_root, tmp_path, capsys):
 def test_spearman_drops_missing_and_nan_and_ci():
     import math
 
-    from interp.stats import mean_ci
+    from interp.core.stats import mean_ci
 
     nan = float("nan")
     x = torch.tensor([1.0, 2.0, nan, 4.0, 5.0])
@@ -153,3 +203,33 @@ def test_spearman_drops_missing_and_nan_and_ci():
     m, h, n = mean_ci([1.0, 2.0, 3.0])
     assert (m, n) == (2.0, 3) and h == pytest.approx(4.303 * 1.0 / math.sqrt(3))
     assert mean_ci([5.0]) == (5.0, None, 1) and mean_ci([None]) == (None, None, 0)
+
+
+def test_without_a_judge_the_ood_numbers_are_not_computable():
+    model = build_model(SPEC, seed=1)
+    split = UNJUDGED.dataset(0).train
+    tree = enumerate_responses(model, UNJUDGED, split.prompts[:3], 6, 1e-2)
+    assert ood_leaves(tree, UNJUDGED) is None
+    p = displacement_point(model, split, 7, 1e-2)
+    assert p.step == 7 and p.logp_chosen < 0 and p.logp_rejected < 0
+    assert (p.ood_mass, p.top_ood, p.logp_top_ood, p.share_ood_above_chosen) == (None,) * 4
+    judged = displacement_point(model, make_dataset("tiny", 0).train, 7, 1e-2)
+    assert judged.logp_chosen == pytest.approx(p.logp_chosen)
+    assert judged.ood_mass is not None and judged.share_ood_above_chosen is not None
+
+
+def test_run_geometry_without_a_judge(tiny_root, monkeypatch):
+    monkeypatch.setattr(geometry, "make_dataset", lambda preset, seed: UNJUDGED.dataset(seed))
+    res = run_geometry("tiny/beta0.1", "tiny/beta1.0", tiny_root, 1e-2, progress=False)
+    assert res.tokens == [str(d) for d in range(10)] + ["."]
+    for who in ("A", "B"):
+        assert len(res.displacement[who]) >= 2
+        assert all(p.ood_mass is None and p.top_ood is None for p in res.displacement[who])
+    lines = findings(res)
+    assert NO_JUDGE in lines[1] and NO_JUDGE in lines[3]
+    assert sum(res.mass["A"].values()) == pytest.approx(1.0, abs=1e-5)
+    report = build_report(res, {})
+    data = report.data
+    assert list(data) == TWIN_KEYS and data["findings"] == report.summary == lines
+    assert data["displacement"]["A"]["ood_mass"] == [None] * len(res.displacement["A"])
+    assert list(data["single"]) == ["inner_pos_neg", "k", "predicted", "others", "A", "B"]

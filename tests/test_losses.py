@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from interp.data import PAD, encode_pairs
-from interp.losses import (
+from interp.core.data import encode_pairs
+from interp.core.losses import (
     LOSSES,
     PairLogps,
     dpo_loss,
@@ -18,7 +18,10 @@ from interp.losses import (
     sft_loss,
     simpo_loss,
 )
-from interp.model import ModelSpec, build_model
+from interp.core.model import ModelSpec, build_model
+from interp.core.numberline import PAD, get_task
+
+TASK = get_task("sweep")
 
 
 def pairs(pc, pr, rc, rr, lc=1.0, lr=1.0, kl=None):
@@ -98,7 +101,7 @@ def test_reward_stats():
 
 
 def test_sequence_logprobs_uniform_logits():
-    tokens, mask = encode_pairs([305, 7], [303, 12])
+    tokens, mask = encode_pairs(TASK, [305, 7], [303, 12])
     logits = torch.zeros(*tokens.shape, 13)
     got = sequence_logprobs(logits, tokens, mask)
     assert torch.allclose(got, torch.tensor([-4 * math.log(13), -3 * math.log(13)]))
@@ -112,7 +115,7 @@ def _predicts_response(mask):
 
 
 def test_losses_ignore_prompt_and_pad_positions():
-    tokens, mask = encode_pairs([305, 99, 100, 7], [303, 100, 99, 12])
+    tokens, mask = encode_pairs(TASK, [305, 99, 100, 7], [303, 100, 99, 12])
     logits = torch.randn(*tokens.shape, 13)
     used = _predicts_response(mask)
     noise = torch.randn_like(logits) * 10
@@ -131,7 +134,7 @@ def test_losses_ignore_prompt_and_pad_positions():
 
 def test_pad_tokens_do_not_change_the_model_logprob():
     model = build_model(ModelSpec(d_model=32, n_heads=2, d_mlp=32), seed=0)
-    tokens, mask = encode_pairs([305], [3])  # "305=3." padded nowhere: add pads by hand
+    tokens, mask = encode_pairs(TASK, [305], [3])  # "305=3." padded nowhere: add pads by hand
     padded = torch.cat([tokens, torch.full((1, 3), PAD)], dim=1)
     other = torch.cat([tokens, torch.tensor([[4, 10, 11]])], dim=1)
     pmask = torch.cat([mask, torch.zeros(1, 3, dtype=torch.bool)], dim=1)

@@ -1,20 +1,25 @@
 import pytest
 import torch
 
-from interp.data import make_dataset, prompt_ids
-from interp.metrics import evaluate, model_logprobs, ood_and_error, pair_rewards
-from interp.model import ModelSpec, build_model
+from interp.core.data import pad_sequences
+from interp.core.metrics import evaluate, pair_rewards
+from interp.core.model import ModelSpec, build_model
+from interp.core.numberline import encode, make_dataset, prompt_ids
+from interp.core.scoring import model_logprobs
 
 from .test_sampling import naive_greedy
 
 
-def test_ood_and_error_known_cases():
+def test_judge_known_cases():
     task = make_dataset("sweep").task  # W = 10, unparsed error 400
-    values = [305, 315, 316, None, 290]
-    prompts = torch.tensor([305, 305, 305, 305, 305])
-    ood, err = ood_and_error(values, prompts, task)
-    assert ood.tolist() == [False, False, True, True, True]
-    assert err.tolist() == [0, 10, 11, 400, 15]
+    texts = ["305.", "315.", "316.", ".", "290.", "30", "3=5."]
+    rows = [encode(t) for t in texts]
+    tokens = pad_sequences(rows, task.pad, task.max_new_tokens)
+    lengths = torch.tensor([len(r) for r in rows])
+    prompts = torch.full((len(texts),), 305)
+    verdict = task.judge(prompts, tokens, lengths)
+    assert verdict.ood.tolist() == [False, False, True, True, True, True, True]
+    assert verdict.error.tolist() == [0, 10, 11, 400, 15, 400, 400]
 
 
 @torch.no_grad()

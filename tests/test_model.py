@@ -1,9 +1,6 @@
-import re
-from pathlib import Path
-
 import torch
 
-from interp.model import ModelSpec, build_model, param_count
+from interp.core.model import ModelSpec, build_model, param_count
 
 
 def test_case_study_parameter_counts():
@@ -35,13 +32,3 @@ def test_two_layer_override():
     m = build_model(ModelSpec(n_layers=2, d_model=64, n_heads=2, d_mlp=64))
     assert m.cfg.n_layers == 2 and m.cfg.d_head == 32
     assert m(torch.tensor([[1, 0, 5, 10]])).shape == (1, 4, 13)
-
-
-def test_transformer_lens_is_imported_in_one_module_only():
-    pkg = Path(__file__).resolve().parents[1] / "interp"
-    importers = sorted(
-        p.name
-        for p in pkg.rglob("*.py")
-        if re.search(r"^\s*(from|import) transformer_lens", p.read_text(), re.M)
-    )
-    assert importers == ["lens.py"]

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from interp.model import ModelSpec, build_model
-from interp.params import (
-    UnknownGroup,
+from interp.core.model import ModelSpec, build_model
+from interp.core.params import (
     all_groups,
     coverage,
     frac_weight_delta,
@@ -11,6 +10,7 @@ from interp.params import (
     resolve_groups,
     weight_delta,
 )
+from interp.errors import UnknownGroup
 
 SPECS = [ModelSpec(), ModelSpec(n_layers=2, d_model=32, n_heads=2, d_mlp=32)]
 

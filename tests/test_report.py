@@ -2,17 +2,9 @@ import json
 
 import pytest
 
-from interp.plots import new_figure
-from interp.report import (
-    FigureBlock,
-    Report,
-    Section,
-    Table,
-    cell,
-    jsonable,
-    provenance,
-    write_report,
-)
+from interp.present.figures.common import new_figure
+from interp.present.html import FigureBlock, Report, Section, Table, cell, jsonable, write_report
+from interp.runs.provenance import provenance
 
 
 def report(title="T", slug="x"):
@@ -62,7 +54,7 @@ def test_index_lists_reports(tmp_path):
 
 
 def test_failed_render_writes_nothing(tmp_path, monkeypatch):
-    import interp.report as rp
+    import interp.present.html as rp
 
     def broken(*a, **k):
         raise RuntimeError("render failed")

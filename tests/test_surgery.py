@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from interp.data import tokens
-from interp.model import ModelSpec, build_model
-from interp.params import partitions
-from interp.surgery import ArchitectureMismatch, interpolate, swap, swapped
+from interp.analysis.interventions import interpolate, swap, swapped
+from interp.core.model import ModelSpec, build_model
+from interp.core.numberline import tokens
+from interp.core.params import partitions
+from interp.errors import ArchitectureMismatch
 
 SPEC = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
 X = torch.cat([tokens("123=121."), tokens("99=100.3")])

@@ -5,20 +5,39 @@ import shutil
 
 import pytest
 
-from interp import checkpoints as ck
-from interp.data import make_dataset
-from interp.metrics import evaluate, split_logprobs
-from interp.model import ModelSpec
-from interp.surgery import SurgeryResult, claims, gap_closed, main, run_surgery, swap_label
-from interp.train import ensure_trained
+from interp.analysis.claims import gap_closed
+from interp.analysis.surgery import (
+    A,
+    B,
+    Interpolation,
+    Series,
+    SurgeryResult,
+    SurgerySettings,
+    Variant,
+    WeightChange,
+    run_surgery,
+    surgery_claims,
+)
+from interp.core.metrics import evaluate
+from interp.core.model import ModelSpec
+from interp.core.numberline import make_dataset
+from interp.core.scoring import split_logprobs
+from interp.runs.ensure import ensure_trained
+from interp.runs.names import PolicyKey
+from interp.runs.store import find_run, load, load_checkpoint
+from interp.surgery import main
 
 FAST = ["--no-progress", "--mc-samples", "4", "--alphas", "3", "--exact-threshold", "0.01"]
 
 
 def fast_surgery(root, b="tiny/beta1.0", **kw):
     """run_surgery on the tiny runs, with the cheap settings the tests use."""
-    settings = dict(root=root, exact_threshold=1e-2, mc_samples=0, n_alphas=2, progress=False) | kw
-    return run_surgery("tiny/beta0.1", b, **settings)
+    settings = SurgerySettings(**(dict(exact_threshold=1e-2, mc_samples=0, alphas=2) | kw))
+    return run_surgery("tiny/beta0.1", b, root, settings, progress=False)
+
+
+def swapped(group):
+    return Variant("swap", group)
 
 
 def cli(root, reports, *args):
@@ -43,12 +62,12 @@ def test_report_written_with_twin_and_index(tiny_root, tmp_path, capsys):
         "Interpolation",
         "Greedy responses",
     } <= titles
-    a_final = ck.load_checkpoint("tiny/beta0.1", root=tiny_root)
+    a_final = load_checkpoint("tiny/beta0.1", root=tiny_root)
     shas = {(c["policy"], c["step"]): c["sha256"] for c in twin["provenance"]["checkpoints"]}
     assert shas[("tiny/beta0.1", a_final.step)] == a_final.sha256
     assert "tiny/ref" in {c["policy"] for c in twin["provenance"]["checkpoints"]}
     data = twin["data"]
-    assert data["steps"] == ck.find_run("tiny/beta0.1", tiny_root).steps()
+    assert data["steps"] == find_run("tiny/beta0.1", tiny_root).steps()
     assert set(data["trajectory"]) == {"A", "B", "A[attention←B]", "A[non-attention←B]"}
     index = (tmp_path / "index.html").read_text()
     assert "surgery/tiny-beta0.1_vs_tiny-beta1.0.html" in index
@@ -58,18 +77,18 @@ def test_stored_evaluations_equal_recomputed_ones(tiny_root):
     # surgery reuses the evaluation training stored; it must be what evaluate() gives now
     res = fast_surgery(tiny_root)
     data = make_dataset("tiny", 0)
-    ref = ck.load("tiny/ref", root=tiny_root)
+    ref = load("tiny/ref", root=tiny_root)
     ref_seq = split_logprobs(ref, data.test)
     for i, step in enumerate(res.steps):
-        model = ck.load("tiny/beta0.1", step=step, root=tiny_root)
+        model = load("tiny/beta0.1", step=step, root=tiny_root)
         fresh = evaluate(model, data.test, ref, 0.1, ref_seq, exact_threshold=1e-2)
         for m in ("kl_greedy", "kl_exact", "ood_rate", "ood_mass", "acc", "margin"):
-            assert res.trajectory["A"][m][i] == pytest.approx(fresh[m], abs=1e-6), (step, m)
+            assert res.of(A)[m][i] == pytest.approx(fresh[m], abs=1e-6), (step, m)
 
 
 def test_swapping_the_whole_model_gives_b_at_every_step(tiny_root):
     res = fast_surgery(tiny_root, groups=["model"])
-    a_b, b = res.trajectory["A[model←B]"], res.trajectory["B"]
+    a_b, b = res.of(swapped("model")), res.of(B)
     for m in ("kl_greedy", "kl_exact", "ood_rate", "ood_mass", "error", "acc"):
         assert a_b[m] == b[m], m
     # B's stored evaluation used β = 1.0; the report puts every margin at A's β = 0.1
@@ -77,27 +96,25 @@ def test_swapping_the_whole_model_gives_b_at_every_step(tiny_root):
 
 
 def test_interpolation_endpoints_are_a_and_the_swap(tiny_root):
-    res = fast_surgery(tiny_root, n_alphas=3)
+    res = fast_surgery(tiny_root, alphas=3)
     last = res.steps.index(res.table_step)
     for g in ("attention", "non-attention"):
-        curve = res.interpolation[g]["kl_exact"]
-        assert curve[0] == res.trajectory["A"]["kl_exact"][last]
-        assert curve[-1] == res.trajectory[swap_label(g)]["kl_exact"][last]
-    row = next(r for r in res.single if r["group"] == "attention")
-    assert row["d_kl_exact"] == pytest.approx(
-        res.trajectory[swap_label("attention")]["kl_exact"][last]
-        - res.trajectory["A"]["kl_exact"][last]
+        curve = res.interpolation.curves[g]["kl_exact"]
+        assert curve[0] == res.of(A)["kl_exact"][last]
+        assert curve[-1] == res.of(swapped(g))["kl_exact"][last]
+    row = next(r for r in res.single if r.group == "attention")
+    assert row.delta["kl_exact"] == pytest.approx(
+        res.of(swapped("attention"))["kl_exact"][last] - res.of(A)["kl_exact"][last]
     )
 
 
 def test_pair_final_and_ref_donor(tiny_root, tmp_path):
     res = fast_surgery(tiny_root, pair="final")
-    assert set(res.donor_steps) == {ck.load_checkpoint("tiny/beta1.0", root=tiny_root).step}
+    assert set(res.donor_steps) == {load_checkpoint("tiny/beta1.0", root=tiny_root).step}
     res = fast_surgery(tiny_root, "ref")
     assert res.b == "tiny/ref" and res.pair == "final"
-    assert all(v == 0.0 for v in res.trajectory["B"]["kl_exact"])
-    # A with all of the reference's attention and non-attention is the reference: KL 0
-    assert res.interpolation["attention"]["kl_exact"][0] == res.trajectory["A"]["kl_exact"][-1]
+    assert all(v == 0.0 for v in res.of(B)["kl_exact"])
+    assert res.interpolation.curves["attention"]["kl_exact"][0] == res.of(A)["kl_exact"][-1]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +122,7 @@ def mixed_root(tiny_root, tmp_path_factory):
     """tiny_root's runs plus seed 1 trained with a different architecture."""
     root = tmp_path_factory.mktemp("mixed")
     shutil.copytree(tiny_root / "tiny", root / "tiny")
-    key = ck.PolicyKey("tiny", "dpo", 0.5, 1)
+    key = PolicyKey("tiny", "dpo", 0.5, 1)
     ensure_trained(
         [key],
         root,
@@ -159,12 +176,12 @@ def test_gap_closed():
 
 def _result(att, non, frac):
     """A SurgeryResult with a single step where A has KL 4, OOD 0.5 and B has 0, 0."""
-    tr = {
-        "A": {"kl_exact": [4.0], "ood_rate": [0.5]},
-        "B": {"kl_exact": [0.0], "ood_rate": [0.0]},
-        swap_label("attention"): {"kl_exact": [att[0]], "ood_rate": [att[1]]},
-        swap_label("non-attention"): {"kl_exact": [non[0]], "ood_rate": [non[1]]},
-    }
+    series = [
+        Series(A, {"kl_exact": [4.0], "ood_rate": [0.5]}),
+        Series(B, {"kl_exact": [0.0], "ood_rate": [0.0]}),
+        Series(swapped("attention"), {"kl_exact": [att[0]], "ood_rate": [att[1]]}),
+        Series(swapped("non-attention"), {"kl_exact": [non[0]], "ood_rate": [non[1]]}),
+    ]
     return SurgeryResult(
         a="A",
         b="B",
@@ -175,14 +192,14 @@ def _result(att, non, frac):
         exact_threshold=1e-4,
         steps=[10],
         donor_steps=[10],
-        trajectory=tr,
-        weights={"A_frac_attention": [frac]},
+        series=series,
+        weights=WeightChange([1.0], [frac], [1.0], [0.5]),
         param_share={"attention": 0.63},
         table_step=10,
         table_donor_step=10,
         single=[],
-        interpolation={},
-        kl_mc={},
+        interpolation=Interpolation([], {}),
+        kl_mc=[],
         example=None,
         samples=[],
         checkpoints=[],
@@ -198,18 +215,19 @@ def _result(att, non, frac):
     ],
 )
 def test_claim_verdicts(att, non, frac, verdicts):
-    got = claims(_result(att, non, frac))
-    assert [c["verdict"] for c in got] == verdicts
+    got = surgery_claims(_result(att, non, frac))
+    assert [c.verdict for c in got] == verdicts
 
 
 def test_no_gap_no_verdict():
     res = _result((1.0, 0.1), (3.9, 0.45), 0.25)
-    res.trajectory["B"]["ood_rate"] = [0.5]  # A and B equally OOD: nothing to close
-    assert [c["verdict"] for c in claims(res)][:2] == ["undetermined", "undetermined"]
+    res.of(B).values["ood_rate"] = [0.5]  # A and B equally OOD: nothing to close
+    assert [c.verdict for c in surgery_claims(res)][:2] == ["undetermined", "undetermined"]
 
 
 def test_stale_stored_evaluations_are_recomputed(tiny_root, tmp_path, monkeypatch):
-    import interp.metrics as metrics
+    import interp.analysis.surgery as surgery
+    import interp.core.metrics as metrics
 
     base = fast_surgery(tiny_root)
     calls = {"n": 0}
@@ -219,8 +237,6 @@ def test_stale_stored_evaluations_are_recomputed(tiny_root, tmp_path, monkeypatc
         calls["n"] += 1
         return real(*a, **k)
 
-    import interp.surgery as surgery
-
     monkeypatch.setattr(surgery, "evaluate", counting)
     fast_surgery(tiny_root)
     fresh_calls = calls["n"]
@@ -229,4 +245,4 @@ def test_stale_stored_evaluations_are_recomputed(tiny_root, tmp_path, monkeypatc
     again = fast_surgery(tiny_root)
     n_steps = len(base.steps)
     assert calls["n"] == fresh_calls + 2 * n_steps  # A and B at every step, recomputed
-    assert again.trajectory["A"]["kl_exact"] == pytest.approx(base.trajectory["A"]["kl_exact"])
+    assert again.of(A)["kl_exact"] == pytest.approx(base.of(A)["kl_exact"])

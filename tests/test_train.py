@@ -4,12 +4,27 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from interp import checkpoints as ck
 from interp import train as tr
-from interp.checkpoints import PolicyKey
-from interp.data import make_dataset
-from interp.losses import LOSSES
-from interp.metrics import model_logprobs
+from interp.core.losses import LOSSES
+from interp.core.numberline import make_dataset
+from interp.core.scoring import model_logprobs
+from interp.errors import PolicyNotFound, TrainingDiverged
+from interp.runs import store, trainer
+from interp.runs.config import RunSpec, checkpoint_steps, paper_betas
+from interp.runs.ensure import ensure_default_policies, ensure_trained
+from interp.runs.names import PolicyKey
+from interp.runs.store import (
+    RUN_FILE,
+    Run,
+    find_run,
+    load,
+    load_weights,
+    read_json,
+    run_dir,
+    save_checkpoint,
+    step_dirname,
+)
+from interp.runs.trainer import batch_indices, epoch_order, pair_logps, train_run
 
 from .conftest import TINY_MODEL
 
@@ -20,7 +35,7 @@ def spec(loss="dpo", beta=0.5, seed=0, n=3):
         if loss == "sft"
         else PolicyKey("tiny", loss, beta, seed)
     )
-    return tr.RunSpec.for_key(key, TINY_MODEL, n_checkpoints=n, exact_threshold=1e-2)
+    return RunSpec.for_key(key, TINY_MODEL, n_checkpoints=n, exact_threshold=1e-2)
 
 
 def weights(run, step=None):
@@ -28,30 +43,30 @@ def weights(run, step=None):
 
 
 def test_checkpoint_steps():
-    assert tr.checkpoint_steps(750, 30) == list(range(0, 751, 25))
-    assert tr.checkpoint_steps(10, 30) == list(range(11))
-    assert tr.checkpoint_steps(7, 2) == [0, 4, 7]
+    assert checkpoint_steps(750, 30) == list(range(0, 751, 25))
+    assert checkpoint_steps(10, 30) == list(range(11))
+    assert checkpoint_steps(7, 2) == [0, 4, 7]
 
 
 def test_batches_cover_each_epoch_once_and_ignore_beta():
     n, bs = 37, 8
-    seen = torch.cat([tr.batch_indices(4, s, n, bs) for s in range(1, 6)])  # 5 steps = 1 epoch
+    seen = torch.cat([batch_indices(4, s, n, bs) for s in range(1, 6)])  # 5 steps = 1 epoch
     assert sorted(seen.tolist()) == list(range(n))
-    assert not torch.equal(tr.epoch_order(4, 0, n), tr.epoch_order(4, 1, n))
-    assert torch.equal(tr.epoch_order(4, 1, n), tr.epoch_order(4, 1, n))
+    assert not torch.equal(epoch_order(4, 0, n), epoch_order(4, 1, n))
+    assert torch.equal(epoch_order(4, 1, n), epoch_order(4, 1, n))
 
 
 def test_same_seed_same_weights(tmp_path):
-    a = tr.train_run(spec("sft"), tmp_path / "a", progress=False)
-    b = tr.train_run(spec("sft"), tmp_path / "b", progress=False)
-    c = tr.train_run(spec("sft", seed=1), tmp_path / "c", progress=False)
+    a = train_run(spec("sft"), tmp_path / "a", progress=False)
+    b = train_run(spec("sft"), tmp_path / "b", progress=False)
+    c = train_run(spec("sft", seed=1), tmp_path / "c", progress=False)
     wa, wb, wc = weights(a), weights(b), weights(c)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
 def _interrupt_after(monkeypatch, n_saves):
-    real = ck.save_checkpoint
+    real = save_checkpoint
     count = {"n": 0}
 
     def flaky(*a, **k):
@@ -61,18 +76,18 @@ def _interrupt_after(monkeypatch, n_saves):
             raise KeyboardInterrupt
         return out
 
-    monkeypatch.setattr(ck, "save_checkpoint", flaky)
+    monkeypatch.setattr(store, "save_checkpoint", flaky)
 
 
 def _interrupt_mid_epoch(monkeypatch, at_step):
-    real = tr.batch_indices
+    real = batch_indices
 
     def flaky(seed, step, n, bs):
         if step == at_step:
             raise KeyboardInterrupt
         return real(seed, step, n, bs)
 
-    monkeypatch.setattr(tr, "batch_indices", flaky)
+    monkeypatch.setattr(trainer, "batch_indices", flaky)
 
 
 @pytest.mark.parametrize("loss,where", [("sft", "save"), ("dpo", "save"), ("dpo", "step")])
@@ -80,8 +95,8 @@ def test_interrupted_then_resumed_equals_straight_run(tmp_path, monkeypatch, los
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     if loss != "sft":
         for root in (straight, broken):
-            tr.train_run(spec("sft"), root, progress=False)
-    full = tr.train_run(spec(loss), straight, progress=False)
+            train_run(spec("sft"), root, progress=False)
+    full = train_run(spec(loss), straight, progress=False)
 
     with monkeypatch.context() as m:
         if where == "save":
@@ -89,30 +104,30 @@ def test_interrupted_then_resumed_equals_straight_run(tmp_path, monkeypatch, los
         else:
             _interrupt_mid_epoch(m, 11)  # dies between checkpoints
         with pytest.raises(KeyboardInterrupt):
-            tr.train_run(spec(loss), broken, progress=False)
-    run_dir = ck.run_dir(spec(loss).key, broken)
-    assert ck.read_json(run_dir / ck.RUN_FILE)["status"] == "running"
-    with pytest.raises(ck.PolicyNotFound, match="unfinished"):
-        ck.load(spec(loss).key.name, root=broken)
-    resumed = tr.train_run(spec(loss), broken, progress=False)
+            train_run(spec(loss), broken, progress=False)
+    rdir = run_dir(spec(loss).key, broken)
+    assert read_json(rdir / RUN_FILE)["status"] == "running"
+    with pytest.raises(PolicyNotFound, match="unfinished"):
+        load(spec(loss).key.name, root=broken)
+    resumed = train_run(spec(loss), broken, progress=False)
 
     assert resumed.steps() == full.steps()
     for step in full.steps():
         wa, wb = weights(full, step), weights(resumed, step)
         assert all(torch.equal(wa[k], wb[k]) for k in wa), step
     assert full.log() == resumed.log()
-    assert not list(run_dir.glob("step_*/optimizer.safetensors"))
+    assert not list(rdir.glob("step_*/optimizer.safetensors"))
 
 
 def test_rerun_skips_finished(tmp_path):
-    run = tr.train_run(spec("sft"), tmp_path, progress=False)
+    run = train_run(spec("sft"), tmp_path, progress=False)
     stamp = (run.path / "run.json").stat().st_mtime_ns
-    tr.train_run(spec("sft"), tmp_path, progress=False)
+    train_run(spec("sft"), tmp_path, progress=False)
     assert (run.path / "run.json").stat().st_mtime_ns == stamp
 
 
 def test_run_contents(tiny_root):
-    run = ck.find_run("tiny/beta0.1", tiny_root)
+    run = find_run("tiny/beta0.1", tiny_root)
     info = run.info
     assert info["status"] == "complete" and info["reference"] == "tiny/ref"
     assert run.steps() == info["checkpoint_steps"] and run.steps()[-1] == info["total_steps"]
@@ -127,15 +142,15 @@ def test_run_contents(tiny_root):
     for c in run.trajectory():
         assert set(c.eval) >= {"ood_rate", "error", "kl_greedy", "acc", "margin"}
     assert run.checkpoint(0).eval["kl_greedy"] == 0.0
-    assert ck.find_run("tiny/ref", tiny_root).checkpoint().eval["acc"] is None
+    assert find_run("tiny/ref", tiny_root).checkpoint().eval["acc"] is None
 
 
 def test_reference_cache_matches_recomputation(tiny_root):
-    ref = ck.load("tiny/ref", root=tiny_root)
+    ref = load("tiny/ref", root=tiny_root)
     data = make_dataset("tiny", 0)
     full = model_logprobs(ref, data.train.tokens, data.train.response_mask)
     idx = torch.tensor([3, 1, 4, 1, 5])
-    lp = tr.pair_logps(ref, data.train, idx, full)
+    lp = pair_logps(ref, data.train, idx, full)
     assert torch.allclose(lp.policy_chosen, lp.ref_chosen, atol=1e-5)
     assert torch.allclose(lp.policy_rejected, lp.ref_rejected, atol=1e-5)
 
@@ -145,7 +160,7 @@ def test_every_loss_trains(tiny_root, tmp_path, loss):
     import shutil
 
     shutil.copytree(tiny_root / "tiny" / "ref", tmp_path / "tiny" / "ref")
-    run = tr.train_run(spec(loss, beta=0.2, n=1), tmp_path, progress=False)
+    run = train_run(spec(loss, beta=0.2, n=1), tmp_path, progress=False)
     w0, w1 = weights(run, 0), weights(run, run.steps()[-1])
     assert any(not torch.equal(w0[k], w1[k]) for k in w0)
     assert all(math.isfinite(v) for v in run.log()["loss"])
@@ -156,19 +171,19 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(tiny_root, tmp_path, monkey
 
     shutil.copytree(tiny_root / "tiny" / "ref", tmp_path / "tiny" / "ref")
     calls = {"n": 0}
-    real = tr.LOSSES["dpo"]
+    real = LOSSES["dpo"]
 
     def nan_later(lp, beta):
         calls["n"] += 1
         out = real(lp, beta)
         return out * float("nan") if calls["n"] > 10 else out
 
-    monkeypatch.setitem(tr.LOSSES, "dpo", nan_later)
-    with pytest.raises(tr.TrainingDiverged, match="non-finite loss at step 11"):
-        tr.train_run(spec("dpo", n=4), tmp_path, progress=False)
-    run = ck.Run(spec().key, ck.run_dir(spec().key, tmp_path))
+    monkeypatch.setitem(LOSSES, "dpo", nan_later)
+    with pytest.raises(TrainingDiverged, match="non-finite loss at step 11"):
+        train_run(spec("dpo", n=4), tmp_path, progress=False)
+    run = Run(spec().key, run_dir(spec().key, tmp_path))
     assert run.steps() and run.steps()[-1] <= 10
-    ck.load_weights(run.path / ck.step_dirname(run.steps()[-1]))
+    load_weights(run.path / step_dirname(run.steps()[-1]))
 
 
 def test_cli_trains_and_prints_table(tmp_path, capsys):
@@ -206,23 +221,23 @@ def test_cli_bad_flag_exits_2(capsys):
 
 
 def test_paper_betas():
-    b = tr.paper_betas()
+    b = paper_betas()
     assert len(b) == 30 and b[0] == 0.01 and b[-1] == 1.0
     assert all(x < y for x, y in zip(b, b[1:]))
 
 
 def test_default_policies_only_are_auto_trained(tmp_path):
-    with pytest.raises(ck.PolicyNotFound):  # not a default: an error, and nothing trained
-        tr.ensure_default_policies(["beta1.0", "beta0.3"], tmp_path)
+    with pytest.raises(PolicyNotFound):  # not a default: an error, and nothing trained
+        ensure_default_policies(["beta1.0", "beta0.3"], tmp_path)
     assert not any(tmp_path.iterdir())
 
 
 def test_strict_reuse_checks_the_checkpoint_schedule(tiny_root):
-    from interp.cli import UserError
+    from interp.errors import UserError
 
     key = PolicyKey("tiny", "dpo", 0.1, 0)  # trained in conftest with 4 checkpoints
     with pytest.raises(UserError, match="checkpoint_steps"):
-        tr.ensure_trained([key], tiny_root, TINY_MODEL, 10, progress=False, strict=True)
-    runs = tr.ensure_trained([key], tiny_root, TINY_MODEL, 4, progress=False, strict=True)
+        ensure_trained([key], tiny_root, TINY_MODEL, 10, progress=False, strict=True)
+    runs = ensure_trained([key], tiny_root, TINY_MODEL, 4, progress=False, strict=True)
     assert runs[0].complete
-    tr.ensure_trained([key], tiny_root, TINY_MODEL, 10, progress=False)  # lenient: reused
+    ensure_trained([key], tiny_root, TINY_MODEL, 10, progress=False)  # lenient: reused

@@ -8,7 +8,7 @@ stacked along a leading member dimension (`stack_module_state`) and one vmapped
 batch. Each member's loss uses its own β, the summed loss gives each member exactly its
 own gradient, gradient clipping is done per member, and the optimizers used here (Adam,
 AdamW, RMSprop) act elementwise, so a member follows the same trajectory as its run would
-alone (up to float rounding: tested against `interp.train.train_run`).
+alone (up to float rounding: tested against `interp.runs.trainer.train_run`).
 
 Each member is written by the same `RunWriter` as a single run — same folders, same
 evaluation at every saved step, same optimizer state for resuming — so nothing downstream
@@ -24,24 +24,17 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from interp import checkpoints as ck
-from interp.checkpoints import Run
-from interp.cli import UserError
-from interp.data import make_dataset
+from interp.core.losses import LOSSES, reward_stats
+from interp.core.model import build_model
+from interp.core.numberline import make_dataset
+from interp.core.scoring import model_logprobs, split_logprobs
+from interp.errors import TrainingDiverged, UserError
 from interp.lens import HookedTransformer
-from interp.losses import LOSSES, reward_stats
-from interp.metrics import model_logprobs, split_logprobs
-from interp.model import build_model
-from interp.train import (
-    RunSpec,
-    RunWriter,
-    TrainingDiverged,
-    batch_indices,
-    initial_policy,
-    is_complete,
-    make_optimizer,
-    pair_logps,
-)
+from interp.runs import store
+from interp.runs.config import RunSpec
+from interp.runs.store import Checkpoint, Run, is_complete
+from interp.runs.trainer import batch_indices, initial_policy, make_optimizer, pair_logps
+from interp.runs.writer import RunWriter
 
 
 class Ensemble:
@@ -146,7 +139,7 @@ def train_ensemble(
     if pending:
         key = pending[0].key
         data = make_dataset(key.preset, key.seed)
-        ref_ckpt = ck.find_run(key.reference, root).checkpoint()
+        ref_ckpt = store.find_run(key.reference, root).checkpoint()
         ref_test = split_logprobs(ref_ckpt.model, data.test)
         writers = [RunWriter(s, root, data, ref_ckpt, ref_test) for s in pending]
         by_start: dict[int, list[tuple[RunWriter, Path | None]]] = {}
@@ -155,11 +148,11 @@ def train_ensemble(
             by_start.setdefault(start, []).append((w, resume_dir))
         for start, group in sorted(by_start.items()):
             _train_group(group, start, ref_ckpt, progress)
-    return [Run(s.key, ck.run_dir(s.key, root)) for s in specs]
+    return [Run(s.key, store.run_dir(s.key, root)) for s in specs]
 
 
 def _train_group(
-    group: list[tuple[RunWriter, Path | None]], start: int, ref_ckpt: ck.Checkpoint, progress: bool
+    group: list[tuple[RunWriter, Path | None]], start: int, ref_ckpt: Checkpoint, progress: bool
 ) -> None:
     writers = [w for w, _ in group]
     first = writers[0]
@@ -169,12 +162,12 @@ def _train_group(
     for w, d in group:
         m = initial_policy(w.spec, ref_ckpt)
         if d is not None:
-            m.load_state_dict(ck.load_weights(d)[0].state_dict())
+            m.load_state_dict(store.load_weights(d)[0].state_dict())
         members.append(m)
     ens = Ensemble(members)
     optimizer = make_optimizer(ens.params.values(), h)
     if start > 0:
-        optimizer.load_state_dict(stack_states([ck.load_optimizer_state(d) for _, d in group]))
+        optimizer.load_state_dict(stack_states([store.load_optimizer_state(d) for _, d in group]))
     ref = ref_ckpt.model
     ref_train = model_logprobs(ref, train.tokens, train.response_mask)
     betas = torch.tensor([w.key.beta for w in writers])[:, None]
@@ -197,6 +190,7 @@ def _train_group(
         leave=False,
     )
     diverged: list[TrainingDiverged] = []
+    bad: set[int] = set()  # stays empty when resumed at the last step: nothing left to train
     for step in range(start + 1, first.total + 1):
         idx = batch_indices(spec.key.seed, step, train.n_pairs, h.batch_size)
         while True:

@@ -35,17 +35,12 @@ from dataclasses import dataclass
 
 import torch
 
-from interp.cli import UserError
+from interp.errors import UnknownGroup
 from interp.lens import HookedTransformer
 
 PER_HEAD = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
 QK = ("W_Q", "W_K", "b_Q", "b_K")
 OV = ("W_V", "W_O", "b_V", "b_O")
-
-
-class UnknownGroup(UserError, KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from interp.data import EOS, PAD, VOCAB, parse_response, prompt_ids
+from interp.core.data import group_by_length
+from interp.core.task import Task
 from interp.lens import HookedTransformer, forward_cached, new_kv_cache, select_kv_rows_
 
 
@@ -29,16 +30,11 @@ class Responses:
     tokens: Int[Tensor, "batch max_new"]  # response tokens, PAD after the response ends
     lengths: Int[Tensor, " batch"]  # tokens in the response, EOS included
 
-    @property
-    def values(self) -> list[int | None]:
-        """The integer each response denotes, None where it does not parse."""
-        return [parse_response(t[:n]) for t, n in zip(self.tokens, self.lengths.tolist())]
-
-    def sequences(self) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+    def sequences(self, task: Task) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
         """Prompt + response tokens, right-padded, and the response mask (for scoring)."""
-        rows = [prompt_ids(int(s)) for s in self.prompts]
+        rows = [task.prompt_ids(int(s)) for s in self.prompts]
         width = max(len(r) for r in rows) + self.tokens.shape[1]
-        toks = torch.full((len(rows), width), PAD, dtype=torch.long)
+        toks = torch.full((len(rows), width), task.pad, dtype=torch.long)
         mask = torch.zeros_like(toks, dtype=torch.bool)
         for i, (p, n) in enumerate(zip(rows, self.lengths.tolist())):
             toks[i, : len(p)] = torch.tensor(p)
@@ -46,9 +42,9 @@ class Responses:
             mask[i, len(p) : len(p) + n] = True
         return toks, mask
 
-    def text(self, i: int) -> str:
+    def text(self, task: Task, i: int) -> str:
         """Response i as a string, e.g. "303."; a generated pad token shows as <pad>."""
-        return "".join(VOCAB[int(t)] for t in self.tokens[i, : int(self.lengths[i])])
+        return task.token_text(self.tokens[i, : int(self.lengths[i])])
 
 
 def check_fits(model: HookedTransformer, prompt_len: int, max_new_tokens: int) -> None:
@@ -61,27 +57,20 @@ def check_fits(model: HookedTransformer, prompt_len: int, max_new_tokens: int) -
         )
 
 
-def group_by_length(prompts: Sequence[int]) -> dict[int, list[int]]:
-    """Row indices of the prompts, grouped by the token length of each prompt."""
-    groups: dict[int, list[int]] = {}
-    for i, s in enumerate(prompts):
-        groups.setdefault(len(prompt_ids(int(s))), []).append(i)
-    return groups
-
-
-def _finish(generated: Tensor) -> tuple[Tensor, Tensor]:
+def _finish(task: Task, generated: Tensor) -> tuple[Tensor, Tensor]:
     """Cut generated tokens after the first EOS: (tokens with PAD after the end, lengths)."""
-    is_eos = generated == EOS
+    is_eos = generated == task.eos
     has_eos = is_eos.any(-1)
     first = is_eos.float().argmax(-1)
     lengths = torch.where(has_eos, first + 1, torch.full_like(first, generated.shape[1]))
     keep = torch.arange(generated.shape[1])[None, :] < lengths[:, None]
-    return torch.where(keep, generated, torch.full_like(generated, PAD)), lengths
+    return torch.where(keep, generated, torch.full_like(generated, task.pad)), lengths
 
 
 @torch.inference_mode()
 def decode(
     model: HookedTransformer,
+    task: Task,
     prompts: Sequence[int] | Tensor,
     max_new_tokens: int,
     temperature: float = 0.0,
@@ -89,11 +78,11 @@ def decode(
 ) -> Responses:
     """Greedy (temperature 0) or temperature-sampled responses, batched by prompt length."""
     prompts = [int(s) for s in prompts]
-    out = torch.full((len(prompts), max_new_tokens), PAD, dtype=torch.long)
+    out = torch.full((len(prompts), max_new_tokens), task.pad, dtype=torch.long)
     lengths = torch.zeros(len(prompts), dtype=torch.long)
-    for plen, rows in group_by_length(prompts).items():
+    for plen, rows in group_by_length(task, prompts).items():
         check_fits(model, plen, max_new_tokens)
-        toks = torch.tensor([prompt_ids(prompts[i]) for i in rows])
+        toks = torch.tensor([task.prompt_ids(prompts[i]) for i in rows])
         done = torch.zeros(len(rows), dtype=torch.bool)
         for _ in range(max_new_tokens):
             logits = model(toks, return_type="logits")[:, -1].float()
@@ -103,10 +92,10 @@ def decode(
                 probs = torch.softmax(logits / temperature, dim=-1)
                 nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             toks = torch.cat([toks, nxt[:, None]], dim=1)
-            done |= nxt == EOS
+            done |= nxt == task.eos
             if bool(done.all()):
                 break
-        gen, n = _finish(toks[:, plen:])
+        gen, n = _finish(task, toks[:, plen:])
         idx = torch.tensor(rows)
         out[idx, : gen.shape[1]] = gen
         lengths[idx] = n
@@ -114,13 +103,14 @@ def decode(
 
 
 def greedy(
-    model: HookedTransformer, prompts: Sequence[int] | Tensor, max_new_tokens: int
+    model: HookedTransformer, task: Task, prompts: Sequence[int] | Tensor, max_new_tokens: int
 ) -> Responses:
-    return decode(model, prompts, max_new_tokens)
+    return decode(model, task, prompts, max_new_tokens)
 
 
 def sample(
     model: HookedTransformer,
+    task: Task,
     prompts: Sequence[int] | Tensor,
     max_new_tokens: int,
     n_samples: int,
@@ -130,7 +120,7 @@ def sample(
     """`n_samples` responses per prompt (rows grouped prompt by prompt)."""
     g = torch.Generator().manual_seed(seed)
     rep = [int(s) for s in prompts for _ in range(n_samples)]
-    return decode(model, rep, max_new_tokens, temperature=temperature, generator=g)
+    return decode(model, task, rep, max_new_tokens, temperature=temperature, generator=g)
 
 
 # ----------------------------------------------------------------------------- exact enumeration
@@ -166,15 +156,17 @@ class ResponseTree:
         return out.index_add_(0, self.leaf_prompt, self.logp[:, 0].double().exp() * values.double())
 
 
+EXACT_THRESHOLD = 1e-4  # default: enumeration expands prefixes at least this probable
 MAX_FRONTIER = 20_000  # prefixes kept per level and prompt length: bounds near-uniform models
 
 
 @torch.inference_mode()
 def enumerate_responses(
     model: HookedTransformer,
+    task: Task,
     prompts: Sequence[int] | Tensor,
     max_new_tokens: int,
-    threshold: float = 1e-4,
+    threshold: float = EXACT_THRESHOLD,
     score_with: Sequence[HookedTransformer] = (),
     max_frontier: int = MAX_FRONTIER,
 ) -> ResponseTree:
@@ -189,10 +181,10 @@ def enumerate_responses(
     models = [model, *score_with]
     residual = torch.zeros(len(prompts_t), dtype=torch.float64)
     leaves: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-    for plen, rows in group_by_length(prompts_t.tolist()).items():
+    for plen, rows in group_by_length(task, prompts_t.tolist()).items():
         check_fits(model, plen, max_new_tokens)
         row = torch.tensor(rows)
-        toks = torch.tensor([prompt_ids(int(prompts_t[i])) for i in rows])
+        toks = torch.tensor([task.prompt_ids(int(prompts_t[i])) for i in rows])
         caches = [new_kv_cache(m, len(rows)) for m in models]
         step = torch.stack(
             [
@@ -206,7 +198,7 @@ def enumerate_responses(
         for depth in range(max_new_tokens):
             child = logp[:, None, :] + step
             tok = torch.arange(step.shape[1])[None, :].expand(len(row), -1)
-            leaf = (tok == EOS) | (depth == max_new_tokens - 1)
+            leaf = (tok == task.eos) | (depth == max_new_tokens - 1)
             prob = child[..., 0].exp()
             keep = ~leaf & (prob >= threshold)
             if int(keep.sum()) > max_frontier:  # keep only the most probable prefixes
@@ -217,7 +209,7 @@ def enumerate_responses(
                 0, row[:, None].expand_as(tok)[drop], child[..., 0][drop].double().exp()
             )
             f, v = leaf.nonzero(as_tuple=True)
-            lt = torch.full((len(f), max_new_tokens), PAD, dtype=torch.long)
+            lt = torch.full((len(f), max_new_tokens), task.pad, dtype=torch.long)
             lt[:, :depth] = prefix[f]
             lt[:, depth] = v
             leaves.append((row[f], lt, torch.full((len(f),), depth + 1), child[f, v]))

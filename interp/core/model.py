@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from interp.data import VOCAB
+from interp.core.numberline import VOCAB
 from interp.lens import HookedTransformer, HookedTransformerConfig, new_model
 
 

@@ -1,6 +1,6 @@
 """Self-contained HTML reports, their JSON twins, and `reports/index.html`.
 
-This module only assembles: analyses compute, `interp.plots` draws, and a report is a
+This module only assembles: analyses compute, `interp.present.figures` draws, and a report is a
 list of sections holding paragraphs, figures and tables. Every figure is embedded as a
 PNG data URI, nothing is fetched from the network, and every string goes through Jinja's
 autoescaping, so text that came from files or arguments cannot inject markup. The JSON
@@ -18,12 +18,8 @@ import io
 import json
 import math
 import os
-import shlex
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +29,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from interp.checkpoints import default_root, git_commit
-from interp.cli import UserError, option
+from interp.errors import UserError
 
 LONG_TABLE = 16  # tables with more rows than this are folded into <details>
 
@@ -46,14 +41,6 @@ def default_reports_root() -> Path:
 def pair_slug(a: str, b: str) -> str:
     """The file name stem of an A-vs-B report: policy names, slashes made safe."""
     return f"{a}_vs_{b}".replace("/", "-")
-
-
-@dataclass
-class Folders:
-    """The options every report command shares: where checkpoints and reports live."""
-
-    checkpoints: str = option(str(default_root()), help="checkpoint root folder")
-    reports: str = option(str(default_reports_root()), help="report root folder")
 
 
 @dataclass(frozen=True)
@@ -138,37 +125,6 @@ def figure_png(fig: Figure, dpi: int = 110) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for pkg in ("interp", "torch", "transformer-lens", "numpy", "seaborn", "matplotlib"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def provenance(
-    prog: str,
-    argv: list[str] | None,
-    checkpoints: list[dict[str, Any]],
-    seeds: dict[str, Any],
-    started: float,
-) -> dict[str, Any]:
-    """Command line, code version, package versions, checkpoints (name, step, sha256),
-    seeds and wall time: the footer of every report."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    return {
-        "command": " ".join([prog, *map(shlex.quote, args)]),
-        "git_commit": git_commit(),
-        "versions": package_versions(),
-        "checkpoints": checkpoints,
-        "seeds": seeds,
-        "wall_time_s": round(time.time() - started, 2),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 def ensure_writable(folder: Path) -> None:
@@ -341,68 +297,3 @@ def refresh_index(root: Path) -> Path:
     index = root / "index.html"
     _atomic_write_all({index: _INDEX.render(rows=rows, style=_STYLE)})
     return index
-
-
-# ----------------------------------------------------------------------------- claims
-
-
-@dataclass
-class Claim:
-    """One of the case study's claims, as measured over seeds."""
-
-    id: str  # F1 … F5
-    claim: str
-    case_study: str  # what the case study reports
-    statistic: str  # what `values` are
-    values: list[float | None]  # one per seed
-    verdicts: list[str]  # one per seed: holds / partly holds / does not hold / undetermined
-    detail: str = ""
-    links: list[str] = field(default_factory=list)  # report paths, relative to the reports root
-    spec: str = ".3f"
-
-    @property
-    def verdict(self) -> str:
-        """All seeds agree: that verdict; otherwise how many seeds gave each."""
-        if not self.verdicts:
-            return "undetermined"
-        if len(set(self.verdicts)) == 1:
-            return self.verdicts[0]
-        order = ["holds", "partly holds", "does not hold", "undetermined"]
-        counts = {v: self.verdicts.count(v) for v in order if v in self.verdicts}
-        return ", ".join(f"{v} in {n} of {len(self.verdicts)} seeds" for v, n in counts.items())
-
-    def measured(self) -> str:
-        from interp.stats import fmt_ci
-
-        return f"{self.statistic}: {fmt_ci(self.values, self.spec)}"
-
-
-def claims_table(
-    claims: list[Claim], title: str = "The case study's claims", prefix: str = "../"
-) -> Table:
-    """The claims as a table; `prefix` turns report paths (relative to the reports root)
-    into links relative to the page showing the table."""
-    return Table(
-        title,
-        [
-            "",
-            "claim",
-            "case study",
-            "measured here (mean ± 95% CI over seeds)",
-            "verdict",
-            "per seed",
-            "report",
-        ],
-        [
-            [
-                c.id,
-                c.claim,
-                c.case_study,
-                c.measured() + (f"; {c.detail}" if c.detail else ""),
-                c.verdict,
-                ", ".join(c.verdicts),
-                Link(c.links[0].removesuffix(".html"), prefix + c.links[0]) if c.links else None,
-            ]
-            for c in claims
-        ],
-    )
