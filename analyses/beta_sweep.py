@@ -47,7 +47,7 @@ from interp.runs.ensure import ensure_trained
 from interp.runs.evaluations import evaluation
 from interp.runs.names import PolicyKey
 from interp.runs.provenance import provenance
-from interp.runs.store import find_run
+from interp.runs.store import CheckpointRef, find_run
 
 KLS = ("kl_greedy", "kl_exact")
 OODS = ("ood_rate", "ood_mass")
@@ -121,7 +121,7 @@ class SweepResult:
     # how tightly OOD follows KL across every β: Spearman over all checkpoints, per seed
     collapse: dict[int, dict[str, float | None]] = field(default_factory=dict)
     bins: dict[str, dict[str, dict[str, list]]] = field(default_factory=dict)  # pooled
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[CheckpointRef] = field(default_factory=list)
 
 
 def run_sweep(
@@ -160,7 +160,7 @@ def run_sweep(
             for m in METRICS:
                 grid[m].append([e.get(m) for e in evs])
             c = r.checkpoint()
-            res.checkpoints.append({"policy": c.policy, "step": c.step, "sha256": c.sha256})
+            res.checkpoints.append(c.ref)
         res.grid[seed] = grid
         res.optimal[seed] = {}
         for crit in OODS:

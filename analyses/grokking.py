@@ -40,7 +40,7 @@ from interp.present.html import FigureBlock, Report, Section, Table, jsonable
 from interp.runs.ensure import ensure_trained
 from interp.runs.names import PolicyKey
 from interp.runs.provenance import provenance
-from interp.runs.store import Run, find_run
+from interp.runs.store import CheckpointRef, Run, find_run
 
 BETAS = [0.01, 0.02, 0.1, 0.2, 0.5]
 METRICS = ("ood_rate", "error", "margin", "acc", "kl_exact")
@@ -91,7 +91,7 @@ class GrokkingResult:
     sft: dict[int, dict[str, list]]  # seed -> series of the reference
     dpo: dict[int, dict[float, dict[str, list]]]  # seed -> β -> series
     per_run: dict[int, dict[float, dict[str, Any]]]  # seed -> β -> verdict pieces
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[CheckpointRef] = field(default_factory=list)
 
 
 def run_grokking(
@@ -124,7 +124,7 @@ def run_grokking(
             res.dpo[seed][k.beta] = series(r)
             res.per_run[seed][k.beta] = verdict_for(res.dpo[seed][k.beta], ref_ood)
             c = r.checkpoint()
-            res.checkpoints.append({"policy": c.policy, "step": c.step, "sha256": c.sha256})
+            res.checkpoints.append(c.ref)
     return res
 
 

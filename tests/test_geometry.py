@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import interp.analysis.geometry as geometry
+import interp.analysis.geometry.result as geometry_result
 from interp.analysis.geometry import (
     ches,
     displacement_point,
@@ -219,7 +219,9 @@ def test_without_a_judge_the_ood_numbers_are_not_computable():
 
 
 def test_run_geometry_without_a_judge(tiny_root, monkeypatch):
-    monkeypatch.setattr(geometry, "make_dataset", lambda preset, seed: UNJUDGED.dataset(seed))
+    monkeypatch.setattr(
+        geometry_result, "make_dataset", lambda preset, seed: UNJUDGED.dataset(seed)
+    )
     res = run_geometry("tiny/beta0.1", "tiny/beta1.0", tiny_root, 1e-2, progress=False)
     assert res.tokens == [str(d) for d in range(10)] + ["."]
     for who in ("A", "B"):

@@ -2,7 +2,7 @@ import torch
 
 from interp.core.model import ModelSpec, build_model
 from interp.core.numberline import EOS, encode, get_task, prompt_ids
-from interp.core.sampling import _finish, greedy, sample
+from interp.core.sampling import cut_at_eos, greedy, sample
 
 TASK = get_task("sweep")
 
@@ -32,7 +32,7 @@ def test_greedy_matches_one_prompt_at_a_time():
 
 def test_finish_cuts_after_first_eos():
     gen = torch.tensor([encode("12.3."), encode("12345"), encode(".1234")])
-    toks, n = _finish(TASK, gen)
+    toks, n = cut_at_eos(TASK, gen)
     assert n.tolist() == [3, 5, 1]
     assert toks[0].tolist()[3:] == [12, 12]
 

@@ -226,7 +226,7 @@ def test_no_gap_no_verdict():
 
 
 def test_stale_stored_evaluations_are_recomputed(tiny_root, tmp_path, monkeypatch):
-    import interp.analysis.surgery as surgery
+    import interp.analysis.surgery.run as surgery
     import interp.core.metrics as metrics
 
     base = fast_surgery(tiny_root)

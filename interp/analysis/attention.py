@@ -45,7 +45,7 @@ from interp.errors import UserError
 from interp.lens import HookedTransformer
 from interp.runs.evaluations import evaluation
 from interp.runs.names import DEFAULT_PRESET
-from interp.runs.store import Checkpoint, Run, find_run, resolve_pair
+from interp.runs.store import Checkpoint, CheckpointRef, Run, find_run, resolve_pair
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -249,7 +249,7 @@ class AttentionResult:
     a_vs_b: Float[Tensor, "layer head_index"]  # drift between A and B at the final step
     examples: list[Example] | None  # None: the task has no judge (not computable)
     trajectory: dict[Role, Trajectory]  # "A" and "B"
-    checkpoints: list[dict[str, str | int]]  # policy, step, sha256 of every model used
+    checkpoints: list[CheckpointRef]  # every model used
 
     def to_json(self, findings: list[str]) -> dict[str, object]:
         """The report's `data`: every field, and the findings prose of the page."""
@@ -368,5 +368,5 @@ def run_attention(
         a_vs_b=head_stats(pats["A"], inputs.n_prompt, pats["B"]).drift,
         examples=ood_examples(task, inputs, models, pats, n_examples),
         trajectory=trajectory,
-        checkpoints=[{"policy": c.policy, "step": c.step, "sha256": c.sha256} for c in used],
+        checkpoints=[c.ref for c in used],
     )

@@ -82,23 +82,23 @@ class PairLogps:
     kl_logratio: Float[Tensor, " batch"] | None = None
 
     @property
-    def chosen_logratio(self) -> Tensor:
+    def chosen_logratio(self) -> Float[Tensor, "*member batch"]:
         return self.policy_chosen - self.ref_chosen
 
     @property
-    def rejected_logratio(self) -> Tensor:
+    def rejected_logratio(self) -> Float[Tensor, "*member batch"]:
         return self.policy_rejected - self.ref_rejected
 
 
-def dpo_loss(lp: PairLogps, beta: Beta) -> Tensor:
+def dpo_loss(lp: PairLogps, beta: Beta) -> Float[Tensor, "*member batch"]:
     return -F.logsigmoid(beta * (lp.chosen_logratio - lp.rejected_logratio))
 
 
-def ipo_loss(lp: PairLogps, beta: Beta) -> Tensor:
+def ipo_loss(lp: PairLogps, beta: Beta) -> Float[Tensor, "*member batch"]:
     return (lp.chosen_logratio - lp.rejected_logratio - 1.0 / (2.0 * beta)) ** 2
 
 
-def simpo_loss(lp: PairLogps, beta: Beta) -> Tensor:
+def simpo_loss(lp: PairLogps, beta: Beta) -> Float[Tensor, "*member batch"]:
     gap = lp.policy_chosen / lp.len_chosen - lp.policy_rejected / lp.len_rejected
     return -F.logsigmoid(beta * gap - SIMPO_GAMMA_RATIO * beta)
 
@@ -109,13 +109,13 @@ def _log_odds(mean_logp: Tensor) -> Tensor:
     return mean_logp - torch.log(-torch.expm1(mean_logp))
 
 
-def orpo_loss(lp: PairLogps, beta: Beta) -> Tensor:
+def orpo_loss(lp: PairLogps, beta: Beta) -> Float[Tensor, "*member batch"]:
     mean_w = lp.policy_chosen / lp.len_chosen
     mean_l = lp.policy_rejected / lp.len_rejected
     return -mean_w - beta * F.logsigmoid(_log_odds(mean_w) - _log_odds(mean_l))
 
 
-def kto_loss(lp: PairLogps, beta: Beta) -> Tensor:
+def kto_loss(lp: PairLogps, beta: Beta) -> Float[Tensor, "*member batch"]:
     if lp.kl_logratio is None:
         raise ValueError("kto needs the log-ratios of mismatched pairs (PairLogps.kl_logratio)")
     z0 = lp.kl_logratio.mean(-1, keepdim=True).clamp(min=0).detach()
@@ -124,7 +124,7 @@ def kto_loss(lp: PairLogps, beta: Beta) -> Tensor:
     return (desirable + undesirable) / 2
 
 
-def dponll_loss(lp: PairLogps, beta: Beta) -> Tensor:
+def dponll_loss(lp: PairLogps, beta: Beta) -> Float[Tensor, "*member batch"]:
     return dpo_loss(lp, beta) + NLL_WEIGHT * (-lp.policy_chosen / lp.len_chosen)
 
 
@@ -138,7 +138,7 @@ LOSSES: dict[str, Callable[[PairLogps, Beta], Tensor]] = {
 }
 
 
-def reward_stats(lp: PairLogps, beta: Beta) -> dict[str, Tensor]:
+def reward_stats(lp: PairLogps, beta: Beta) -> dict[str, Float[Tensor, "*member"]]:
     """The diagnostics logged at every step, with TRL's names; rewards are DPO's implicit
     reward β·log-ratio for every loss, so runs of different losses compare directly."""
     r_w = beta * lp.chosen_logratio

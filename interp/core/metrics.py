@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.core.data import Split
@@ -72,7 +73,7 @@ def kl_mc(
     model: HookedTransformer,
     ref: HookedTransformer,
     task: Task,
-    prompts: Tensor,
+    prompts: Int[Tensor, " batch"],
     max_new_tokens: int,
     n_samples: int,
     seed: int = 0,
@@ -87,8 +88,11 @@ def kl_mc(
 
 
 def pair_rewards(
-    policy_seq_logps: Tensor, ref_seq_logps: Tensor, split: Split, beta: float
-) -> tuple[Tensor, Tensor]:
+    policy_seq_logps: Float[Tensor, " n_seqs"],
+    ref_seq_logps: Float[Tensor, " n_seqs"],
+    split: Split,
+    beta: float,
+) -> tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]:
     """Implicit rewards (r_w, r_l) of every pair of the split."""
     ratio = policy_seq_logps - ref_seq_logps
     return beta * ratio[split.chosen], beta * ratio[split.rejected]
@@ -99,7 +103,7 @@ def evaluate(
     split: Split,
     ref: HookedTransformer | None = None,
     beta: float | None = None,
-    ref_seq_logps: Tensor | None = None,
+    ref_seq_logps: Float[Tensor, " n_seqs"] | None = None,
     exact_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The checkpoint evaluation: greedy OOD rate and Error on the split's prompts; with a

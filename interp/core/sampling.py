@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.core.data import group_by_length
@@ -57,7 +57,9 @@ def check_fits(model: HookedTransformer, prompt_len: int, max_new_tokens: int) -
         )
 
 
-def _finish(task: Task, generated: Tensor) -> tuple[Tensor, Tensor]:
+def cut_at_eos(
+    task: Task, generated: Int[Tensor, "batch max_new"]
+) -> tuple[Int[Tensor, "batch max_new"], Int[Tensor, " batch"]]:
     """Cut generated tokens after the first EOS: (tokens with PAD after the end, lengths)."""
     is_eos = generated == task.eos
     has_eos = is_eos.any(-1)
@@ -95,7 +97,7 @@ def decode(
             done |= nxt == task.eos
             if bool(done.all()):
                 break
-        gen, n = _finish(task, toks[:, plen:])
+        gen, n = cut_at_eos(task, toks[:, plen:])
         idx = torch.tensor(rows)
         out[idx, : gen.shape[1]] = gen
         lengths[idx] = n
@@ -141,16 +143,16 @@ class ResponseTree:
     leaf_prompt: Int[Tensor, " n_leaves"]  # row of `prompts`
     tokens: Int[Tensor, "n_leaves max_new"]
     lengths: Int[Tensor, " n_leaves"]
-    logp: Tensor  # [n_leaves, 1 + len(score_with)]
-    residual: Tensor  # [n_prompts]
+    logp: Float[Tensor, "n_leaves model"]  # log-prob of the leaf under the policy, then each scorer
+    residual: Float[Tensor, " n_prompts"]  # probability of the prefixes left unexpanded
     threshold: float
 
-    def mass(self) -> Tensor:
+    def mass(self) -> Float[Tensor, " n_prompts"]:
         """Enumerated probability per prompt (= 1 − residual up to float error)."""
         out = torch.zeros(len(self.prompts), dtype=torch.float64)
         return out.index_add_(0, self.leaf_prompt, self.logp[:, 0].double().exp())
 
-    def per_prompt(self, values: Tensor) -> Tensor:
+    def per_prompt(self, values: Float[Tensor, " n_leaves"]) -> Float[Tensor, " n_prompts"]:
         """Σ over each prompt's leaves of π(leaf) · values[leaf]."""
         out = torch.zeros(len(self.prompts), dtype=torch.float64)
         return out.index_add_(0, self.leaf_prompt, self.logp[:, 0].double().exp() * values.double())

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 # two-sided 95% quantiles of Student's t with df = 1..30 degrees of freedom
@@ -44,7 +45,7 @@ _T975 = [
 ]
 
 
-def ranks(v: Tensor) -> Tensor:
+def ranks(v: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
     """Ranks from 0, ties given their average rank."""
     v = v.double().flatten()
     order = v.argsort()

@@ -10,10 +10,14 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the store imports git_commit from here
+    from interp.runs.store import CheckpointRef
 
 
 @cache
@@ -49,7 +53,7 @@ def package_versions() -> dict[str, str | None]:
 def provenance(
     prog: str,
     argv: list[str] | None,
-    checkpoints: list[dict[str, Any]],
+    checkpoints: Sequence[CheckpointRef],
     seeds: dict[str, Any],
     started: float,
 ) -> dict[str, Any]:

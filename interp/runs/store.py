@@ -209,6 +209,16 @@ def load_weights(ckpt_dir: Path) -> tuple[HookedTransformer, dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class CheckpointRef:
+    """Which checkpoint a result used: the policy, the step and the sha256 of its weights
+    (what report footers list)."""
+
+    policy: str
+    step: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """One saved step of a run; `.model` loads (and caches) the HookedTransformer."""
 
@@ -231,6 +241,10 @@ class Checkpoint:
     @property
     def sha256(self) -> str:
         return self.meta["sha256"]
+
+    @property
+    def ref(self) -> CheckpointRef:
+        return CheckpointRef(self.policy, self.step, self.sha256)
 
     @property
     def eval(self) -> dict[str, Any]:

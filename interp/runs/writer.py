@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from interp.core.data import Dataset
 from interp.core.metrics import eval_settings, evaluate
@@ -105,7 +106,7 @@ class RunWriter:
         root: Path | None,
         data: Dataset,
         ref_ckpt: Checkpoint | None,
-        ref_test: torch.Tensor | None = None,
+        ref_test: Float[Tensor, " n_seqs"] | None = None,
     ):
         self.spec, self.key, self.data = spec, spec.key, data
         self.rdir = store.run_dir(spec.key, root)
@@ -121,7 +122,7 @@ class RunWriter:
         self._t0 = time.time()
 
     @property
-    def ref_test(self) -> torch.Tensor | None:
+    def ref_test(self) -> Float[Tensor, " n_seqs"] | None:
         """The reference's log-probs of the test sequences (the scoring path evaluate() uses)."""
         if self._ref_test is None and self.ref is not None:
             self._ref_test = split_logprobs(self.ref, self.data.test)
