@@ -9,12 +9,18 @@ from pathlib import Path
 
 from interp.analysis.claims import Claim
 from interp.cli import Folders, option, parse, run
+from interp.options import seed_option
 from interp.present.html import Report, write_report
+
+INTERRUPTED = (
+    "the checkpoints trained and the reports written so far are kept: rerun the same "
+    "command to resume"
+)
 
 
 @dataclass
 class ExperimentOptions(Folders):
-    seeds: list[int] = option([0], help="seeds (data split, initialisation, batch order)")
+    seeds: list[int] = seed_option([0], help="seeds (data split, initialisation, batch order)")
     progress: bool = option(True, help="show progress bars")
 
 
@@ -47,4 +53,4 @@ def cli(
             print(f"{c.id} {c.verdict}: {c.measured()}; {c.detail}")
         return 0
 
-    return run(body, prog)
+    return run(body, prog, INTERRUPTED)

@@ -19,11 +19,13 @@ from pathlib import Path
 import beta_sweep
 import grokking
 import mechanistic
+from _experiment import INTERRUPTED
 
 from interp.cli import Folders, option, parse, run
 from interp.core.model import CASE_STUDY, ModelSpec
 from interp.core.sampling import EXACT_THRESHOLD
 from interp.errors import UserError
+from interp.options import seed_option
 from interp.present.claims import claims_table
 from interp.present.html import Report, Section, Table, ensure_writable, write_report
 from interp.runs.provenance import provenance
@@ -33,7 +35,7 @@ TINY_MODEL = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
 
 @dataclass
 class PaperOptions(Folders):
-    seeds: list[int] = option([0], help="seeds to run every experiment with")
+    seeds: list[int] = seed_option([0], help="seeds to run every experiment with")
     tiny: bool = option(
         False, help="the tiny preset and a tiny model everywhere: checks the pipeline in seconds"
     )
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print("- " + line)
         return 0
 
-    return run(body, prog)
+    return run(body, prog, INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp.cli import option, parse, run
+from interp.cli import check_folder, option, parse, run
 from interp.present.text import eval_table
+from interp.runs.files import default_root
 from interp.runs.names import policy_sort_key
-from interp.runs.store import default_root, find_run, iter_runs
+from interp.runs.store import find_run, iter_runs
 
 
 @dataclass
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(opts.checkpoints)
 
     def body() -> int:
+        check_folder(root, "--checkpoints")
         if opts.policy is None:
             runs = sorted(iter_runs(root), key=lambda r: policy_sort_key(r.name))
             if not runs:

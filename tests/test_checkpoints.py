@@ -7,16 +7,11 @@ from interp import checkpoints as ck
 from interp.core.model import ModelSpec, build_model
 from interp.core.numberline import VOCAB, tokens
 from interp.errors import CheckpointError, PolicyNotFound
-from interp.runs import store
+from interp.runs import steps, store
+from interp.runs.files import sha256_file
 from interp.runs.names import PolicyKey, parse_policy
-from interp.runs.store import (
-    load,
-    load_weights,
-    policies,
-    save_checkpoint,
-    sha256_file,
-    trajectory,
-)
+from interp.runs.steps import load_weights, save_checkpoint
+from interp.runs.store import load, policies, trajectory
 
 
 @pytest.mark.parametrize(
@@ -96,10 +91,27 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "write_json", boom)
+    monkeypatch.setattr(steps, "write_json", boom)
     with pytest.raises(OSError):
         save_checkpoint(tmp_path / "run", 1, model, {})
     assert list((tmp_path / "run").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [ModelSpec(), ModelSpec(d_model=32, n_heads=2, d_mlp=32), ModelSpec(2, 32, 4, 48, 9)],
+)
+def test_param_shapes_are_the_built_models(spec):
+    """The shapes a weights file is checked against before any model is allocated."""
+    model = build_model(spec)
+    assert spec.param_shapes() == {k: tuple(p.shape) for k, p in model.named_parameters()}
+    assert spec.n_params() == sum(p.numel() for p in model.parameters())
+
+
+def test_every_checkpoint_of_a_trained_root_passes_the_checks(tiny_root):
+    for run in store.iter_runs(tiny_root):
+        for c in run.trajectory():
+            assert c.model is not None and c.meta["sha256"] == c.sha256
 
 
 def test_load_trajectory_policies(tiny_root):

@@ -7,11 +7,18 @@ from safetensors.torch import load_file
 
 from interp.core.model import build_model
 from interp.errors import UserError
-from interp.runs import store
+from interp.runs import steps
 from interp.runs.config import Hyper, RunSpec
-from interp.runs.ensemble import Ensemble, member_state, stack_states, train_ensemble
+from interp.runs.ensemble import (
+    Ensemble,
+    member_state,
+    stack_states,
+    train_ensemble,
+)
+from interp.runs.files import run_dir
 from interp.runs.names import PolicyKey
-from interp.runs.store import Run, run_dir, save_checkpoint
+from interp.runs.steps import save_checkpoint
+from interp.runs.store import Run
 from interp.runs.trainer import make_optimizer, train_run
 
 from .conftest import TINY_MODEL
@@ -88,7 +95,7 @@ def test_interrupted_ensemble_resumes_to_the_same_weights(two_roots, monkeypatch
         return out
 
     with monkeypatch.context() as m:
-        m.setattr(store, "save_checkpoint", flaky)
+        m.setattr(steps, "save_checkpoint", flaky)
         with pytest.raises(KeyboardInterrupt):
             train_ensemble(ss, broken_root, progress=False)
     resumed = train_ensemble(ss, broken_root, progress=False)
@@ -186,7 +193,7 @@ def test_ensemble_interrupted_inside_its_final_save_resumes(two_roots, monkeypat
         return out
 
     with monkeypatch.context() as m:
-        m.setattr(store, "save_checkpoint", flaky)
+        m.setattr(steps, "save_checkpoint", flaky)
         with pytest.raises(KeyboardInterrupt):
             train_ensemble(ss, broken_root, progress=False)
     assert [Run(s.key, run_dir(s.key, broken_root)).complete for s in ss] == [False, False]
@@ -195,3 +202,20 @@ def test_ensemble_interrupted_inside_its_final_save_resumes(two_roots, monkeypat
         assert b.complete and a.steps() == b.steps()
         wa, wb = weights(a, a.steps()[-1]), weights(b, b.steps()[-1])
         assert all(torch.equal(wa[k], wb[k]) for k in wa), a.name
+
+
+def test_ensemble_gradients_are_the_same_every_time():
+    """The stacked backward pass (the embeddings' index_put_ accumulates) gives the same
+    bits every time it runs: bit-for-bit resumption of an ensemble depends on it."""
+    import hashlib
+
+    ens = Ensemble([build_model(TINY_MODEL, seed=s) for s in range(5)])
+    x = torch.randint(0, 13, (128, 10), generator=torch.Generator().manual_seed(0))
+    seen = set()
+    for _ in range(8):
+        for p in ens.params.values():
+            p.grad = None
+        ens(x).logsumexp(-1).sum().backward()
+        grads = (ens.params[k].grad.numpy().tobytes() for k in ("embed.W_E", "pos_embed.W_pos"))
+        seen.add(tuple(hashlib.sha256(g).hexdigest() for g in grads))
+    assert len(seen) == 1

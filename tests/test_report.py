@@ -1,7 +1,11 @@
+import errno
 import json
+import os
+import stat
 
 import pytest
 
+from interp.errors import UserError
 from interp.present.figures.common import new_figure
 from interp.present.html import FigureBlock, Report, Section, Table, cell, jsonable, write_report
 from interp.runs.provenance import provenance
@@ -76,3 +80,66 @@ def test_cells_and_jsonable():
         "a": [2],
         "f": 1.0,
     }
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = write_report(report(), tmp_path)
+    finally:
+        os.umask(old)
+    for p in (path, path.with_suffix(".json"), tmp_path / "index.html"):
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p
+
+
+@pytest.mark.parametrize("blocked", ["index.html", "demo/x.json", "demo/x.html"])
+def test_a_folder_in_the_way_writes_nothing(tmp_path, blocked):
+    (tmp_path / blocked).mkdir(parents=True)
+    with pytest.raises(UserError, match="in the way"):
+        write_report(report(), tmp_path)
+    left = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")}
+    assert left == {"demo", blocked}  # no page without its twin, no temporary file
+
+
+def test_failed_rename_takes_back_what_it_placed(tmp_path, monkeypatch):
+    real, calls = os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "I/O error", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(OSError):
+        write_report(report(), tmp_path)
+    assert [p.name for p in tmp_path.rglob("*")] == ["demo"]
+
+
+def test_index_skips_stray_json(tmp_path):
+    outside = tmp_path / "outside.html"
+    outside.write_text("<p>not a report</p>")
+    reports = tmp_path / "reports"
+    (reports / "demo").mkdir(parents=True)
+    (reports / "demo" / "page.html").write_text("<p>page</p>")
+    strays = {
+        "abs.json": {"html": str(outside), "title": "absolute"},
+        "demo/up.json": {"html": "../../outside.html", "title": "up"},
+        "demo/num.json": {"html": 5},
+        "demo/summary.json": {"html": "page.html", "title": "bad summary", "summary": 5},
+        "demo/prov.json": {"html": "page.html", "title": "bad prov", "provenance": [1]},
+        "demo/list.json": [1, 2],
+        "demo/nul.json": {"html": "a\u0000b"},
+        "demo/self.json": {"html": ""},
+        "demo/ok.json": {"html": "page.html", "title": "kept", "summary": [], "kind": "demo"},
+    }
+    for name, doc in strays.items():
+        (reports / name).write_text(json.dumps(doc))
+    (reports / "demo" / "latin1.json").write_bytes(b'{"html": "\xff"}')
+    path = write_report(report(title="mine", slug="x"), reports)
+    index = (reports / "index.html").read_text()
+    assert "outside" not in index and "absolute" not in index and 'href="../' not in index
+    assert "bad summary" not in index and "bad prov" not in index
+    assert "demo/page.html" in index and "kept" in index and "demo/x.html" in index
+    assert path.exists()

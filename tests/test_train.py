@@ -9,21 +9,13 @@ from interp.core.losses import LOSSES
 from interp.core.numberline import make_dataset
 from interp.core.scoring import model_logprobs
 from interp.errors import PolicyNotFound, TrainingDiverged
-from interp.runs import store, trainer
+from interp.runs import steps, trainer
 from interp.runs.config import RunSpec, checkpoint_steps, paper_betas
 from interp.runs.ensure import ensure_default_policies, ensure_trained
+from interp.runs.files import RUN_FILE, read_json, run_dir, step_dirname
 from interp.runs.names import PolicyKey
-from interp.runs.store import (
-    RUN_FILE,
-    Run,
-    find_run,
-    load,
-    load_weights,
-    read_json,
-    run_dir,
-    save_checkpoint,
-    step_dirname,
-)
+from interp.runs.steps import load_weights, save_checkpoint
+from interp.runs.store import Run, find_run, load
 from interp.runs.trainer import batch_indices, epoch_order, pair_logps, train_run
 
 from .conftest import TINY_MODEL
@@ -76,7 +68,7 @@ def _interrupt_after(monkeypatch, n_saves):
             raise KeyboardInterrupt
         return out
 
-    monkeypatch.setattr(store, "save_checkpoint", flaky)
+    monkeypatch.setattr(steps, "save_checkpoint", flaky)
 
 
 def _interrupt_mid_epoch(monkeypatch, at_step):
@@ -204,6 +196,9 @@ def test_cli_trains_and_prints_table(tmp_path, capsys):
         (["--betas", "abc"], "not a number"),
         (["--n-checkpoints", "0"], "at least 1"),
         (["--n-heads", "3"], "divisible"),
+        (["--d-model", "1048576", "--n-heads", "1"], "d_model must be between 1 and 8192"),
+        (["--n-layers", "0"], "n_layers must be between 1 and"),
+        (["--n-layers", "64", "--d-model", "8192", "--d-mlp", "32768"], "parameters is above"),
     ],
 )
 def test_cli_bad_values(tmp_path, capsys, argv, msg):

@@ -37,6 +37,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.analysis.interventions import check_pair
 from interp.core.data import modal_prompts
 from interp.core.numberline import get_task, make_dataset
 from interp.core.sampling import EXACT_THRESHOLD, greedy
@@ -336,7 +337,8 @@ def run_attention(
     trajectories. `exact_threshold` is the one kl_exact of the trajectories is read (or
     recomputed) at."""
     pair = resolve_pair(a, b, root)
-    ref_ck = pair.ref.checkpoint()
+    final = check_pair(pair)
+    ref_ck = final["ref"]
     data = make_dataset(pair.a.key.preset, pair.a.key.seed)
     task = data.task
     inputs = identity_inputs(task, modal_prompts(task, data.test.prompts))
@@ -352,8 +354,8 @@ def run_attention(
 
     models: dict[Role, HookedTransformer] = {
         "ref": ref_ck.model,
-        "A": pair.a.checkpoint().model,
-        "B": pair.b.checkpoint().model,
+        "A": final["A"].model,
+        "B": final["B"].model,
     }
     pats = {k: (ref_p if k == "ref" else patterns(m, inputs.tokens)) for k, m in models.items()}
     return AttentionResult(

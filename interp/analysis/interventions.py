@@ -30,6 +30,7 @@ from interp.core.model import build_model, config_to_dict, same_architecture
 from interp.core.params import Group, resolve_groups
 from interp.errors import ArchitectureMismatch
 from interp.lens import ActivationCache, HookedTransformer, get_act_name, patching
+from interp.runs.store import Checkpoint, Comparison
 
 Groups = Group | str | Iterable[Group | str]
 
@@ -40,7 +41,21 @@ def check_compatible(a: HookedTransformer, b: HookedTransformer, what: str = "A 
     if not same_architecture(a, b):
         da, db = config_to_dict(a.cfg), config_to_dict(b.cfg)
         diff = ", ".join(f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db[k])
-        raise ArchitectureMismatch(f"{what} have different architectures ({diff})")
+        raise ArchitectureMismatch(
+            f"{what} have different architectures ({diff}); compare policies trained with "
+            "the same --n-layers, --d-model, --n-heads and --d-mlp"
+        )
+
+
+def check_pair(pair: Comparison) -> dict[str, Checkpoint]:
+    """The final checkpoints of A's reference, A and B (keys "ref", "A", "B"), after
+    checking that the three share one architecture: every A-vs-B analysis that runs one
+    policy's parameters or activations beside another's calls this first, so a mismatch
+    is one ArchitectureMismatch naming the differing fields, not an error deep inside."""
+    ref, a, b = pair.ref.checkpoint(), pair.a.checkpoint(), pair.b.checkpoint()
+    check_compatible(a.model, b.model, f"{pair.a.name} and {pair.b.name}")
+    check_compatible(a.model, ref.model, f"{pair.a.name} and its reference {pair.ref.name}")
+    return {"ref": ref, "A": a, "B": b}
 
 
 def as_groups(model: HookedTransformer, groups: Groups) -> list[Group]:

@@ -6,11 +6,14 @@ unembedding, residual connections throughout. The vocabulary is the task's 13 to
 the context holds the longest prompt (4) plus the generation limit (6).
 
 Layers, widths and heads are overridable (`ModelSpec`) so that every analysis also runs
-on deeper or smaller models.
+on deeper or smaller models, within `LIMITS` and `MAX_PARAMS`: the bounds every size is
+checked against, from the command line (`python -m interp.train`) and from a checkpoint's
+config.json alike, before anything is allocated.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -19,10 +22,21 @@ import torch
 from interp.core.numberline import VOCAB
 from interp.lens import HookedTransformer, HookedTransformerConfig, new_model
 
+# Upper bounds on the architecture knobs: far above anything this suite trains (the case
+# study has 105K parameters), far below a typo's terabyte allocation.
+LIMITS = {"n_layers": 64, "d_model": 8192, "n_heads": 256, "d_mlp": 32768, "n_ctx": 2048}
+MAX_PARAMS = 1_000_000_000  # 4 GB of float32 weights
+
+# What the task fixes: the only values a config.json may hold for these fields.
+ACT_FN, NORMALIZATION, POSITIONAL = "gelu", "LN", "standard"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The architecture knobs the suite varies; everything else is fixed by the task."""
+    """The architecture knobs the suite varies; everything else is fixed by the task.
+
+    ValueError (one line) for a size that is not a positive integer within `LIMITS`, a
+    d_model not divisible by n_heads, or more than `MAX_PARAMS` parameters."""
 
     n_layers: int = 1
     d_model: int = 128
@@ -31,10 +45,43 @@ class ModelSpec:
     n_ctx: int = 10
 
     def __post_init__(self) -> None:
-        if min(self.n_layers, self.d_model, self.n_heads, self.d_mlp, self.n_ctx) < 1:
-            raise ValueError(f"model sizes must be positive: {self}")
+        for name, limit in LIMITS.items():
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ValueError(f"{name} must be an integer, not {v!r}")
+            if not 1 <= v <= limit:
+                raise ValueError(f"{name} must be between 1 and {limit}, not {v}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if (n := self.n_params()) > MAX_PARAMS:
+            raise ValueError(
+                f"a model of {n:,} parameters is above this suite's limit of {MAX_PARAMS:,}; "
+                "use smaller sizes"
+            )
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of every parameter of `build_model(self)`, computed without building it."""
+        d, h, m, v = self.d_model, self.n_heads, self.d_mlp, len(VOCAB)
+        dh = d // h
+        out: dict[str, tuple[int, ...]] = {"embed.W_E": (v, d), "pos_embed.W_pos": (self.n_ctx, d)}
+        for i in range(self.n_layers):
+            b = f"blocks.{i}."
+            out |= {
+                **{b + f"{ln}.{wb}": (d,) for ln in ("ln1", "ln2") for wb in "wb"},
+                **{b + f"attn.W_{x}": (h, d, dh) for x in "QKV"},
+                **{b + f"attn.b_{x}": (h, dh) for x in "QKV"},
+                b + "attn.W_O": (h, dh, d),
+                b + "attn.b_O": (d,),
+                b + "mlp.W_in": (d, m),
+                b + "mlp.b_in": (m,),
+                b + "mlp.W_out": (m, d),
+                b + "mlp.b_out": (d,),
+            }
+        out |= {"ln_final.w": (d,), "ln_final.b": (d,), "unembed.W_U": (d, v), "unembed.b_U": (v,)}
+        return out
+
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.param_shapes().values())
 
     def config(self) -> HookedTransformerConfig:
         return HookedTransformerConfig(
@@ -45,9 +92,9 @@ class ModelSpec:
             d_mlp=self.d_mlp,
             d_vocab=len(VOCAB),
             n_ctx=self.n_ctx,
-            act_fn="gelu",
-            normalization_type="LN",
-            positional_embedding_type="standard",
+            act_fn=ACT_FN,
+            normalization_type=NORMALIZATION,
+            positional_embedding_type=POSITIONAL,
             default_prepend_bos=False,
             device="cpu",
         )
@@ -82,9 +129,16 @@ def config_to_dict(cfg: HookedTransformerConfig) -> dict[str, Any]:
 
 
 def config_from_dict(d: dict[str, Any]) -> HookedTransformerConfig:
+    """The config a config.json dict describes; ValueError unless it is one `ModelSpec`
+    builds (validate the file first: `interp.runs.schema.ConfigFile`)."""
     missing = [k for k in CONFIG_FIELDS if k not in d]
     if missing:
         raise ValueError(f"config is missing {', '.join(missing)}")
+    spec = ModelSpec(**{f.name: d[f.name] for f in fields(ModelSpec)})
+    fixed = {k: v for k, v in config_to_dict(spec.config()).items() if k != "default_prepend_bos"}
+    wrong = [k for k, v in fixed.items() if d[k] != v or type(d[k]) is not type(v)]
+    if wrong:
+        raise ValueError(f"config has {', '.join(f'{k}={d[k]!r}' for k in wrong)}, not {fixed}")
     return HookedTransformerConfig(**{k: d[k] for k in CONFIG_FIELDS}, device="cpu")
 
 

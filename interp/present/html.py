@@ -6,8 +6,10 @@ PNG data URI, nothing is fetched from the network, and every string goes through
 autoescaping, so text that came from files or arguments cannot inject markup. The JSON
 twin holds every table of the HTML plus the analysis's full data and the provenance.
 
-Files are written under temporary names and renamed into place, HTML and JSON together,
-so a failure leaves no half report.
+Files are written under temporary names and renamed into place, HTML, JSON and the index
+together, so a failure (disk full, a folder in the way, Ctrl-C) leaves no half report and
+no HTML without its twin. They get the mode the umask gives any new file. The index lists
+only twins whose page lies inside the reports folder.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Any
 import jinja2
 import markupsafe
 import numpy as np
+import pydantic
 import torch
 from matplotlib.figure import Figure
 
 from interp.errors import UserError
 
 LONG_TABLE = 16  # tables with more rows than this are folded into <details>
+INDEX = "index.html"  # the list of every report, at the top of the reports folder
 
 
 def default_reports_root() -> Path:
@@ -139,6 +143,21 @@ def ensure_writable(folder: Path) -> None:
         ) from None
 
 
+def _check_not_a_folder(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(
+            f"cannot write {path}: a folder of that name is in the way; move it or choose "
+            "another --reports folder"
+        )
+
+
+def ensure_reports(root: Path, kind: str) -> None:
+    """Fail now, with one line, if a report of `kind` cannot be written under `root` (the
+    folder is not writable, or a folder named index.html is in the way)."""
+    ensure_writable(root / kind)
+    _check_not_a_folder(root / INDEX)
+
+
 # ----------------------------------------------------------------------------- HTML
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -240,60 +259,126 @@ def twin(report: Report, html_name: str) -> dict[str, Any]:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write_all(files: dict[Path, str]) -> None:
+    """Write every file under a temporary name, then rename them all into place; on any
+    failure (disk full, a folder in the way, Ctrl-C) remove the temporary files and those
+    already renamed, so the set is written whole or not at all. Files get the mode the
+    umask gives a new file (mkstemp's own is 0600); text that cannot be encoded (a
+    non-UTF-8 path in the command line) is written backslash-escaped."""
+    for path in files:
+        _check_not_a_folder(path)
+    mode = 0o666 & ~_umask()
     tmps: list[tuple[str, Path]] = []
+    placed: list[Path] = []
     try:
         for path, text in files.items():
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             tmps.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+                os.chmod(tmp, mode)
                 f.write(text)
         for tmp, path in tmps:
             os.replace(tmp, path)
+            placed.append(path)
     except BaseException:
         for tmp, _ in tmps:
             Path(tmp).unlink(missing_ok=True)
+        for path in placed:
+            path.unlink(missing_ok=True)
         raise
 
 
 def write_report(report: Report, root: Path | None = None, top_level: bool = False) -> Path:
     """Write `<root>/<kind>/<slug>.html` and `.json` (`<root>/<slug>.*` when `top_level`,
-    as for paper.html) and refresh `<root>/index.html`."""
+    as for paper.html) and refresh `<root>/index.html`: the three together or none."""
     root = Path(root) if root is not None else default_reports_root()
     folder = root if top_level else root / report.kind
     ensure_writable(folder)
     html_path = folder / f"{report.slug}.html"
     json_path = folder / f"{report.slug}.json"
     index_href = "index.html" if top_level else "../index.html"
+    doc = twin(report, html_path.name)
     _atomic_write_all(
         {
             html_path: render_html(report, json_path.name, index_href),
-            json_path: json.dumps(twin(report, html_path.name), indent=1, allow_nan=False) + "\n",
+            json_path: json.dumps(doc, indent=1, allow_nan=False) + "\n",
+            root / INDEX: render_index(root, {json_path: doc}),
         }
     )
-    refresh_index(root)
     return html_path
+
+
+class _Provenance(pydantic.BaseModel):
+    created: str = ""
+
+
+class _Listed(pydantic.BaseModel):
+    """What the index reads of a JSON twin; a file that does not fit is not listed."""
+
+    html: str
+    title: str | None = None
+    kind: str = ""
+    summary: list[str] = []
+    provenance: _Provenance = _Provenance()
+
+
+def _index_row(root: Path, path: Path, doc: Any, pending: set[Path]) -> dict[str, str] | None:
+    """The index row of the twin at `path`, or None: not a twin, or its page is missing or
+    outside `root` (the index links only to reports inside it)."""
+    try:
+        d = _Listed.model_validate(doc)
+    except pydantic.ValidationError:
+        return None
+    html = path.parent / d.html
+    try:
+        href = html.resolve().relative_to(root.resolve())
+    except (OSError, ValueError):
+        return None
+    if html not in pending and not html.is_file():
+        return None
+    return {
+        "href": href.as_posix(),
+        "title": path.stem if d.title is None else d.title,
+        "kind": d.kind,
+        "created": d.provenance.created,
+        "summary": (d.summary or [""])[0][:300],
+    }
+
+
+def render_index(root: Path, pending: dict[Path, dict[str, Any]] | None = None) -> str:
+    """`<root>/index.html` listing the JSON twins found under `root` and the `pending`
+    ones (path -> twin) about to be written beside them."""
+    pending = pending or {}
+    found = {0: set(root.glob("*.json")), 1: set(root.glob("*/*.json"))}
+    for p in pending:
+        if p.parent == root:
+            found[0].add(p)
+        elif p.parent.parent == root:
+            found[1].add(p)
+    pages = {p.parent / d.get("html", "") for p, d in pending.items()}
+    rows = []
+    for path in sorted(found[0]) + sorted(found[1]):
+        if path in pending:
+            doc: Any = pending[path]
+        else:
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+        row = _index_row(root, path, doc, pages)
+        if row is not None:
+            rows.append(row)
+    return _INDEX.render(rows=rows, style=_STYLE)
 
 
 def refresh_index(root: Path) -> Path:
     """Rewrite `<root>/index.html` from the JSON twins found under `root`."""
-    rows = []
-    for path in sorted(root.glob("*.json")) + sorted(root.glob("*/*.json")):
-        try:
-            d = json.loads(path.read_text())
-            html = path.parent / d["html"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if html.exists():
-            rows.append(
-                {
-                    "href": str(html.relative_to(root)),
-                    "title": d.get("title", path.stem),
-                    "kind": d.get("kind", ""),
-                    "created": d.get("provenance", {}).get("created", ""),
-                    "summary": (d.get("summary") or [""])[0][:300],
-                }
-            )
-    index = root / "index.html"
-    _atomic_write_all({index: _INDEX.render(rows=rows, style=_STYLE)})
+    index = root / INDEX
+    _atomic_write_all({index: render_index(root)})
     return index

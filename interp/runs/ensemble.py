@@ -12,11 +12,19 @@ alone (up to float rounding: tested against `interp.runs.trainer.train_run`).
 
 Each member is written by the same `RunWriter` as a single run — same folders, same
 evaluation at every saved step, same optimizer state for resuming — so nothing downstream
-can tell how a run was trained, and an interrupted ensemble resumes like single runs do.
+can tell how a run was trained.
+
+An interrupted ensemble resumes bit for bit wherever it was stopped. Float rounding
+depends on how many members are stacked, so the members must train again as the group
+they were: a member keeps its previous optimizer state until every member has saved the
+new step, and on resume the members go back to the newest step they can all resume from
+(`resume_groups`), discarding what some saved after it. The ensemble trains holding
+every member's lock.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +38,7 @@ from interp.core.numberline import make_dataset
 from interp.core.scoring import model_logprobs, split_logprobs
 from interp.errors import TrainingDiverged, UserError
 from interp.lens import HookedTransformer
-from interp.runs import store
+from interp.runs import files, locks, steps, store
 from interp.runs.config import RunSpec
 from interp.runs.store import Checkpoint, Run, is_complete
 from interp.runs.trainer import batch_indices, initial_policy, make_optimizer, pair_logps
@@ -135,20 +143,46 @@ def train_ensemble(
     """Train the unfinished runs among `specs` (which differ only in β) together; resume any
     that were interrupted. Returns every run, in the order given."""
     _check_compatible(specs)
-    pending = [s for s in specs if not is_complete(s.key, root)]
+    pending = [s for s in specs if not store.tidy_finished(s.key, root)]
     if pending:
         key = pending[0].key
         data = make_dataset(key.preset, key.seed)
         ref_ckpt = store.find_run(key.reference, root).checkpoint()
-        ref_test = split_logprobs(ref_ckpt.model, data.test)
-        writers = [RunWriter(s, root, data, ref_ckpt, ref_test) for s in pending]
-        by_start: dict[int, list[tuple[RunWriter, Path | None]]] = {}
-        for w in writers:
-            start, resume_dir = w.begin()
-            by_start.setdefault(start, []).append((w, resume_dir))
-        for start, group in sorted(by_start.items()):
-            _train_group(group, start, ref_ckpt, progress)
-    return [Run(s.key, store.run_dir(s.key, root)) for s in specs]
+        with locks.lock_runs([s.key for s in pending], root):
+            pending = [s for s in pending if not is_complete(s.key, root)]  # done meanwhile?
+            ref_test = split_logprobs(ref_ckpt.model, data.test) if pending else None
+            writers = [RunWriter(s, root, data, ref_ckpt, ref_test) for s in pending]
+            groups = resume_groups([w.resumable() for w in writers])
+            started = []
+            for start, members in groups:
+                group = []
+                for e in members:  # step 0: the initial policy, the same as starting over
+                    _, resume_dir = writers[e].begin(start or None)
+                    group.append((writers[e], resume_dir))
+                started.append((start, group))
+            for start, group in started:
+                _train_group(group, start, ref_ckpt, progress)
+    return [Run(s.key, files.run_dir(s.key, root)) for s in specs]
+
+
+def resume_groups(resumable: Sequence[Sequence[int]]) -> list[tuple[int, list[int]]]:
+    """Which members resume together from which step: (step, member indices), by step.
+
+    `resumable[e]` holds the steps member e can resume from (none: it starts over, as
+    from step 0). The step most members share comes first (the later one on a tie): after
+    an interruption every member still holds the step they all last saved, so they resume
+    from it as one group, as they trained. Only members that really trained apart (one
+    that diverged and dropped out, one trained alone before) resume in several groups."""
+    left = {e: set(r) or {0} for e, r in enumerate(resumable)}
+    out = []
+    while left:
+        counts = Counter(s for r in left.values() for s in r)
+        step = max(counts, key=lambda s: (counts[s], s))
+        members = [e for e, r in left.items() if step in r]
+        out.append((step, members))
+        for e in members:
+            del left[e]
+    return sorted(out)
 
 
 def _train_group(
@@ -162,12 +196,12 @@ def _train_group(
     for w, d in group:
         m = initial_policy(w.spec, ref_ckpt)
         if d is not None:
-            m.load_state_dict(store.load_weights(d)[0].state_dict())
+            m.load_state_dict(steps.load_weights(d, w.key)[0].state_dict())
         members.append(m)
     ens = Ensemble(members)
     optimizer = make_optimizer(ens.params.values(), h)
     if start > 0:
-        optimizer.load_state_dict(stack_states([store.load_optimizer_state(d) for _, d in group]))
+        optimizer.load_state_dict(stack_states([steps.load_optimizer_state(d) for _, d in group]))
     ref = ref_ckpt.model
     ref_train = model_logprobs(ref, train.tokens, train.response_mask)
     betas = torch.tensor([w.key.beta for w in writers])[:, None]
@@ -177,7 +211,9 @@ def _train_group(
     def save(step: int) -> None:
         state = optimizer.state_dict()
         for e, w in enumerate(writers):
-            w.save(step, ens.member(e, into=scratch), member_state(state, e))
+            w.save(step, ens.member(e, into=scratch), member_state(state, e), drop_older=False)
+        for w in writers:  # only now: until every member has saved `step`, all can go back
+            w.drop_older_states(step)
 
     if start == 0:
         save(0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from interp.core.model import CASE_STUDY, ModelSpec
 from interp.core.sampling import EXACT_THRESHOLD
-from interp.runs import store
+from interp.runs import files, store
 from interp.runs.config import DEFAULT_POLICIES, N_CHECKPOINTS, RunSpec
 from interp.runs.ensemble import train_ensemble
 from interp.runs.names import PolicyKey, parse_policy
@@ -52,7 +52,7 @@ def ensure_trained(
         for k in ks:
             if announce and not is_complete(k, root):
                 print(
-                    f"training {k.name} ({k.preset} preset) into {store.run_dir(k, root)}",
+                    f"training {k.name} ({k.preset} preset) into {files.run_dir(k, root)}",
                     file=sys.stderr,
                 )
 
@@ -65,13 +65,13 @@ def ensure_trained(
         groups.setdefault((k.preset, k.loss, k.seed), []).append(k)
     for group in groups.values():
         say(group)
-        pending = [k for k in group if not is_complete(k, root)]
+        pending = [k for k in group if not store.tidy_finished(k, root)]
         if ensemble and len(pending) > 1:
             train_ensemble([spec(k) for k in pending], root, progress)
         else:
             for k in pending:
                 train_run(spec(k), root, progress)
-    return [Run(k, store.run_dir(k, root)) for k in keys]
+    return [Run(k, files.run_dir(k, root)) for k in keys]
 
 
 def ensure_default_policies(names: Sequence[str], root: Path | None = None) -> None:

@@ -10,7 +10,8 @@ permutation drawn from (seed, e) alone, so it does not depend on β or the loss,
 resumed from a checkpoint sees exactly the batches it would have seen. A run saves step 0
 and `n_checkpoints` evenly spaced steps up to its last, each with the optimizer state of
 the newest one (deleted when the run completes); `interp.runs.writer` evaluates and
-writes them.
+writes them. A run trains holding its lock (`interp.runs.locks.lock_runs`): a second
+process asked to train it meanwhile fails with one line instead of racing it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from interp.core.numberline import make_dataset
 from interp.core.scoring import model_logprobs
 from interp.errors import UserError
 from interp.lens import HookedTransformer
-from interp.runs import store
+from interp.runs import files, locks, steps, store
 from interp.runs.config import Hyper, RunSpec
 from interp.runs.store import Checkpoint, Run, is_complete
 from interp.runs.writer import RunWriter
@@ -133,18 +134,32 @@ def train_run(
     Returns the finished run; a finished run is returned untouched.
     """
     key = spec.key
-    if is_complete(key, root):
-        return Run(key, store.run_dir(key, root))
+    if store.tidy_finished(key, root):
+        return Run(key, files.run_dir(key, root))
     data = data or make_dataset(key.preset, key.seed)
-    train, h = data.train, spec.hyper
     ref_ckpt = None if key.is_ref else store.find_run(key.reference, root).checkpoint()
+    with locks.lock_runs([key], root):
+        if is_complete(key, root):  # finished by another process meanwhile
+            return Run(key, files.run_dir(key, root))
+        return _train_locked(spec, data, ref_ckpt, root, progress)
+
+
+def _train_locked(
+    spec: RunSpec,
+    data: Dataset,
+    ref_ckpt: Checkpoint | None,
+    root: Path | None,
+    progress: bool,
+) -> Run:
+    key = spec.key
+    train, h = data.train, spec.hyper
     model = initial_policy(spec, ref_ckpt)
     optimizer = make_optimizer(model.parameters(), h)
     writer = RunWriter(spec, root, data, ref_ckpt)
     start, resume_dir = writer.begin()
     if resume_dir is not None:
-        model.load_state_dict(store.load_weights(resume_dir)[0].state_dict())
-        optimizer.load_state_dict(store.load_optimizer_state(resume_dir))
+        model.load_state_dict(steps.load_weights(resume_dir, key)[0].state_dict())
+        optimizer.load_state_dict(steps.load_optimizer_state(resume_dir))
     ref = writer.ref
     ref_train = None if ref is None else model_logprobs(ref, train.tokens, train.response_mask)
     loss_fn, beta = LOSSES.get(key.loss), key.beta

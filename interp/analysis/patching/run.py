@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.analysis.interventions import run_patched, sites
+from interp.analysis.interventions import check_pair, run_patched, sites
 from interp.analysis.patching.cross import CrossPatching, cross_policy, divergence
 from interp.analysis.patching.inputs import probe_tokens, spread
 from interp.analysis.patching.within import PlacePatching, place_patching, within_pairs
@@ -29,7 +29,7 @@ from interp.core.data import modal_prompts
 from interp.core.numberline import make_dataset
 from interp.errors import UserError
 from interp.lens import HookedTransformer
-from interp.options import option
+from interp.options import option, seed_error, seed_option
 from interp.runs.store import CheckpointRef, resolve_pair
 
 
@@ -38,11 +38,13 @@ class PatchingSettings:
     """The knobs of a patching run (a command's options inherit them, help included)."""
 
     max_prompts: int = option(64, help="prompts per analysis, evenly spread over the test split")
-    seed: int = option(0, help="seed of the corrupted digits")
+    seed: int = seed_option(0, help="seed of the corrupted digits")
 
     def validate(self) -> None:
         if self.max_prompts < 1:
             raise UserError("--max-prompts must be at least 1")
+        if (why := seed_error(self.seed)) is not None:
+            raise UserError(f"--seed: {why}")
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def run_patching(
     opts = settings or PatchingSettings()
     opts.validate()
     pair = resolve_pair(a, b, root)
-    cks = {"ref": pair.ref.checkpoint(), "A": pair.a.checkpoint(), "B": pair.b.checkpoint()}
+    cks = check_pair(pair)
     models = {k: c.model for k, c in cks.items()}
     data = make_dataset(pair.a.key.preset, pair.a.key.seed)
     task = data.task

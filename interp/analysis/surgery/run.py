@@ -9,7 +9,10 @@ same evaluation (`interp.runs.evaluations`), its Margin rescaled from the run's 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from tqdm.auto import tqdm
 
 from interp.analysis import claims as rules
 from interp.analysis.attention import pattern
-from interp.analysis.interventions import check_compatible, interpolate, swap
+from interp.analysis.interventions import check_pair, interpolate, swap
 from interp.analysis.settings import ExactSettings
 from interp.analysis.surgery.claims import surgery_claims
 from interp.analysis.surgery.result import (
@@ -40,15 +43,16 @@ from interp.analysis.surgery.result import (
     WeightChange,
 )
 from interp.core.metrics import evaluate, kl_mc
+from interp.core.model import CASE_STUDY, build_model
 from interp.core.numberline import make_dataset
 from interp.core.params import Group, all_groups, frac_weight_delta, partitions, resolve_groups
 from interp.core.params import weight_delta as weight_delta_of
 from interp.core.sampling import Responses, greedy
 from interp.core.scoring import split_logprobs
 from interp.core.task import Task
-from interp.errors import UserError
+from interp.errors import UnknownGroup, UserError
 from interp.lens import HookedTransformer
-from interp.options import option
+from interp.options import option, seed_error, seed_option
 from interp.runs.evaluations import stored_evaluation
 from interp.runs.store import Checkpoint, resolve_pair
 
@@ -71,7 +75,7 @@ class SurgerySettings(ExactSettings):
     step: int | None = option(None, help="A's step for the single-group table (default: A's last)")
     mc_samples: int = option(16, help="kl_mc samples per prompt at the table step (0 = skip)")
     alphas: int = option(11, help="points on the interpolation curves")
-    seed: int = option(0, help="seed of the kl_mc samples")
+    seed: int = seed_option(0, help="seed of the kl_mc samples")
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +83,33 @@ class SurgerySettings(ExactSettings):
             raise UserError("--mc-samples must be 0 (skip) or at least 2")
         if self.alphas < 2:
             raise UserError("--alphas must be at least 2")
+        if (why := seed_error(self.seed)) is not None:
+            raise UserError(f"--seed: {why}")
+        check_group_names(self.groups)
+
+
+@cache
+def _group_forms() -> tuple[str, ...]:
+    """Every group name of the default architecture with its layer and head numbers
+    replaced by placeholders (`L0H1.qk` -> `L{l}H{h}.qk`), and `all`."""
+    with torch.random.fork_rng(devices=[]):  # building a model seeds torch's generator
+        names = all_groups(build_model(CASE_STUDY))
+    return tuple(dict.fromkeys(["all", *map(_group_form, names)]))
+
+
+def _group_form(name: str) -> str:
+    return re.sub(r"H(0|[1-9]\d*)", "H{h}", re.sub(r"^L(0|[1-9]\d*)", "L{l}", name))
+
+
+def check_group_names(names: Iterable[str]) -> None:
+    """Reject a group name that no architecture has, before anything is trained or loaded
+    (whether a model has that layer or head is checked when its groups are resolved)."""
+    for name in names:
+        if _group_form(name) not in _group_forms():
+            known = ", ".join(_group_forms())
+            raise UnknownGroup(
+                f"unknown parameter group {name!r}; known: {known} (l a layer, h a head)"
+            )
 
 
 def _partition_of(model: HookedTransformer) -> dict[str, str]:
@@ -105,12 +136,10 @@ def run_surgery(
     opts.validate()
     pair_ = resolve_pair(a, b, root)
     a_run, b_run = pair_.a, pair_.b
-    ref_ckpt = pair_.ref.checkpoint()
+    final = check_pair(pair_)
+    ref_ckpt, a_final, b_final = final["ref"], final["A"], final["B"]
     ref = ref_ckpt.model
     a_steps = a_run.steps()
-    a_final, b_final = a_run.checkpoint(), b_run.checkpoint()
-    check_compatible(a_final.model, b_final.model, f"{a_run.name} and {b_run.name}")
-    check_compatible(a_final.model, ref, f"{a_run.name} and its reference {ref_ckpt.policy}")
     chosen = resolve_groups(a_final.model, opts.groups)
     table_step = a_steps[-1] if opts.step is None else opts.step
     if table_step not in a_steps:
