@@ -19,7 +19,7 @@ from interp.runs.files import run_dir
 from interp.runs.names import PolicyKey
 from interp.runs.steps import save_checkpoint
 from interp.runs.store import Run
-from interp.runs.trainer import make_optimizer, train_run
+from interp.runs.trainer import deterministic, make_optimizer, train_run
 
 from .conftest import TINY_MODEL
 
@@ -205,17 +205,21 @@ def test_ensemble_interrupted_inside_its_final_save_resumes(two_roots, monkeypat
 
 
 def test_ensemble_gradients_are_the_same_every_time():
-    """The stacked backward pass (the embeddings' index_put_ accumulates) gives the same
-    bits every time it runs: bit-for-bit resumption of an ensemble depends on it."""
+    """The stacked embeddings' backward pass (index_put_ with accumulate) sums in an order
+    that depends on thread scheduling; under `deterministic` the same step gives the same
+    bits every time, which bit-for-bit resumption depends on."""
     import hashlib
 
     ens = Ensemble([build_model(TINY_MODEL, seed=s) for s in range(5)])
     x = torch.randint(0, 13, (128, 10), generator=torch.Generator().manual_seed(0))
     seen = set()
+    was = torch.are_deterministic_algorithms_enabled()
     for _ in range(8):
         for p in ens.params.values():
             p.grad = None
-        ens(x).logsumexp(-1).sum().backward()
+        with deterministic():
+            ens(x).logsumexp(-1).sum().backward()
         grads = (ens.params[k].grad.numpy().tobytes() for k in ("embed.W_E", "pos_embed.W_pos"))
         seen.add(tuple(hashlib.sha256(g).hexdigest() for g in grads))
     assert len(seen) == 1
+    assert torch.are_deterministic_algorithms_enabled() == was  # restored

@@ -41,7 +41,13 @@ from interp.lens import HookedTransformer
 from interp.runs import files, locks, steps, store
 from interp.runs.config import RunSpec
 from interp.runs.store import Checkpoint, Run, is_complete
-from interp.runs.trainer import batch_indices, initial_policy, make_optimizer, pair_logps
+from interp.runs.trainer import (
+    batch_indices,
+    deterministic,
+    initial_policy,
+    make_optimizer,
+    pair_logps,
+)
 from interp.runs.writer import RunWriter
 
 
@@ -248,7 +254,8 @@ def _train_group(
         if bad:
             break
         optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # member e's parameters get exactly member e's gradient
+        with deterministic():  # the same bits in every process (see `deterministic`)
+            losses.sum().backward()  # member e's parameters get exactly member e's gradient
         if h.grad_clip is not None:
             ens.clip_grad_norm_(h.grad_clip)
         optimizer.step()

@@ -17,7 +17,8 @@ process asked to train it meanwhile fails with one line instead of racing it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -66,6 +67,27 @@ def sft_step_loss(
     tokens, mask = split.tokens[seq], split.response_mask[seq]
     loss = sft_loss(model(tokens, return_type="logits"), tokens, mask).mean()
     return loss, {}
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic kernels during a backward pass; the previous setting after.
+
+    The embeddings' backward pass accumulates with `index_put_(accumulate=True)`. Its
+    multithreaded CPU kernel, used for large index counts (an ensemble's stacked batch,
+    the grokking preset's batch of 512), sums in an order that depends on thread
+    scheduling: on a busy machine two runs of the same step can differ in the last bits
+    (`test_ensemble_gradients_are_the_same_every_time` failed under load without this).
+    With deterministic kernels a run's weights are the same in every process, which is
+    what lets an interrupted run resume bit for bit. Small batches take the serial kernel,
+    which sums in the same order either way, so their numbers do not change."""
+    was = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 def pair_logps(
@@ -186,7 +208,8 @@ def _train_locked(
         if not torch.isfinite(loss):
             raise writer.diverged(step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with deterministic():  # the same bits in every process
+            loss.backward()
         if h.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip)
         optimizer.step()
