@@ -36,7 +36,8 @@ def _mean_band(
 
 def grokking_curves(res: GrokkingResult) -> Figure:
     """OOD rate, Error, Margin and Acc over epochs: SFT and each β (mean over seeds, band)."""
-    fig, axes = new_figure(1, 4, width=4.0, height=3.4)
+    fig, grid = new_figure(2, 2, width=4.4, height=3.0)
+    axes = [[ax for row in grid for ax in row]]  # four panels, two by two: legible at 1000 px
     palette = sns.color_palette("rocket", len(res.betas))
     seeds = res.seeds
     onsets = [r["onset_epoch"] for s in seeds for r in res.per_run[s].values() if r["went_ood"]]
@@ -51,13 +52,13 @@ def grokking_curves(res: GrokkingResult) -> Figure:
             ax.axvspan(0, min(onsets), color="#f1c40f", alpha=0.18, lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(METRIC_LABELS.get(m, m))
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=8)
     return fig
 
 
 def sweep_heatmaps(res: SweepResult, kls: Sequence[str] = ("kl_greedy", "kl_exact")) -> Figure:
     """KL over (β, step), mean over seeds, with each β's OOD-optimal checkpoint marked."""
-    fig, axes = new_figure(1, len(kls), width=6.0, height=5.0)
+    fig, axes = new_figure(1, len(kls), width=8.8 / len(kls), height=4.6)
     steps = res.steps
     for ax, kl in zip(axes[0], kls):
         grid = np.nanmean(np.array([res.grid[s][kl] for s in res.seeds], dtype=float), 0)
@@ -83,7 +84,7 @@ def ood_vs_kl(
     res: SweepResult, kls: Sequence[str] = ("kl_greedy", "kl_exact"), ood: str = "ood_rate"
 ) -> Figure:
     """OOD of every checkpoint against its KL, coloured by β, with the binned mean."""
-    fig, axes = new_figure(1, len(kls), width=5.2, height=3.8)
+    fig, axes = new_figure(1, len(kls), width=8.8 / len(kls), height=3.8)
     norm = LogNorm(vmin=min(res.betas), vmax=max(res.betas))
     for ax, kl in zip(axes[0], kls):
         xs, ys, cs = [], [], []

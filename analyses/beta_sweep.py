@@ -42,12 +42,14 @@ from interp.core.sampling import EXACT_THRESHOLD
 from interp.core.stats import fmt_ci, spearman
 from interp.present.claims import claims_table
 from interp.present.html import FigureBlock, Report, Section, Table, jsonable
+from interp.present.text import seeds_label
 from interp.runs.config import N_CHECKPOINTS, paper_betas
 from interp.runs.ensure import ensure_trained
 from interp.runs.evaluations import evaluation
 from interp.runs.names import PolicyKey
 from interp.runs.provenance import provenance
 from interp.runs.store import CheckpointRef, find_run
+from interp.stages import each
 
 KLS = ("kl_greedy", "kl_exact")
 OODS = ("ood_rate", "ood_mass")
@@ -135,7 +137,7 @@ def run_sweep(
 ) -> SweepResult:
     betas = betas or paper_betas()
     res = SweepResult(preset, seeds, betas, [], {}, {}, {})
-    for seed in seeds:
+    for seed in each(seeds, lambda s: f"β sweep, seed {s}: {len(betas)} runs (trained if missing)"):
         keys = [PolicyKey(preset, "dpo", b, seed) for b in betas]
         ensure_trained(
             keys,
@@ -259,7 +261,7 @@ def build_report(res: SweepResult, f2: Claim, prov: dict[str, Any]) -> Report:
     return Report(
         kind="beta_sweep",
         slug=f"{res.preset}_seeds_{'-'.join(map(str, res.seeds))}",
-        title=f"F2: the KL of in-distribution policies ({len(res.betas)} β, {len(res.seeds)} seed(s))",
+        title=f"F2: the KL of in-distribution policies ({len(res.betas)} β, {seeds_label(len(res.seeds))})",
         summary=[f"{f2.claim}: {f2.verdict.upper()}. {f2.measured()}; {f2.detail}."],
         sections=[
             Section("Verdict", tables=[claims_table([f2])]),

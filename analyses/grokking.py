@@ -37,10 +37,12 @@ from interp.core.sampling import EXACT_THRESHOLD
 from interp.core.stats import spearman
 from interp.present.claims import claims_table
 from interp.present.html import FigureBlock, Report, Section, Table, jsonable
+from interp.present.text import seeds_label
 from interp.runs.ensure import ensure_trained
 from interp.runs.names import PolicyKey
 from interp.runs.provenance import provenance
 from interp.runs.store import CheckpointRef, Run, find_run
+from interp.stages import each
 
 BETAS = [0.01, 0.02, 0.1, 0.2, 0.5]
 METRICS = ("ood_rate", "error", "margin", "acc", "kl_exact")
@@ -104,7 +106,7 @@ def run_grokking(
     exact_threshold: float = EXACT_THRESHOLD,
 ) -> GrokkingResult:
     res = GrokkingResult(preset, seeds, betas, {}, {}, {})
-    for seed in seeds:
+    for seed in each(seeds, lambda s: f"grokking, seed {s}: ref and {len(betas)} runs"):
         keys = [PolicyKey(preset, "dpo", b, seed) for b in betas]
         ensure_trained(  # the reference too: its curve is read every epoch as well
             [keys[0].reference, *keys],
@@ -189,7 +191,7 @@ def build_report(res: GrokkingResult, f1: Claim, prov: dict[str, Any]) -> Report
     return Report(
         kind="grokking",
         slug=f"{res.preset}_seeds_{'-'.join(map(str, res.seeds))}",
-        title=f"F1: does DPO grok? ({res.preset} preset, {len(res.seeds)} seed(s))",
+        title=f"F1: does DPO grok? ({res.preset} preset, {seeds_label(len(res.seeds))})",
         summary=[f"{f1.claim}: {f1.verdict.upper()}. {f1.measured()}; {f1.detail}."],
         sections=[
             Section("Verdict", tables=[claims_table([f1])]),

@@ -42,16 +42,20 @@ from interp.analysis.surgery import A, B, SurgerySettings, run_surgery
 from interp.core.model import CASE_STUDY, ModelSpec
 from interp.core.sampling import EXACT_THRESHOLD
 from interp.present.claims import claims_table
-from interp.present.html import Report, Section, Table, write_report
+from interp.present.html import Link, Report, Section, Table, write_report
 from interp.present.pages import attention as attention_page
 from interp.present.pages import geometry as geometry_page
 from interp.present.pages import patching as patching_page
 from interp.present.pages import surgery as surgery_page
+from interp.present.text import seeds_label
 from interp.runs.ensure import ensure_trained
 from interp.runs.names import PolicyKey
 from interp.runs.provenance import provenance
+from interp.stages import Stages, each
 
 A_BETA, B_BETA = 0.01, 1.0
+
+KINDS = ("surgery", "attention", "patching", "geometry")  # the four reports of each seed
 
 
 def kl_at_weight_delta(deltas: list[float], kls: list[float], target: float) -> float:
@@ -76,10 +80,15 @@ def one_seed(
     a, b = (k.name for k in keys)
     out: dict[str, Any] = {"seed": seed, "a": a, "b": b, "links": {}}
     started = time.time()
-    sres = run_surgery(a, b, root, SurgerySettings(exact_threshold=exact_threshold), progress)
-    att = run_attention(a, b, root, progress=progress, exact_threshold=exact_threshold)
-    pat = run_patching(a, b, root)
-    geo = run_geometry(a, b, root, exact_threshold, progress=progress)
+    with Stages(4) as stage:
+        stage(f"surgery, {a} vs {b}")
+        sres = run_surgery(a, b, root, SurgerySettings(exact_threshold=exact_threshold), progress)
+        stage("attention")
+        att = run_attention(a, b, root, progress=progress, exact_threshold=exact_threshold)
+        stage("activation patching")
+        pat = run_patching(a, b, root)
+        stage("unembedding geometry")
+        geo = run_geometry(a, b, root, exact_threshold, progress=progress)
     for name, page, res in (
         ("surgery", surgery_page, sres),
         ("attention", attention_page, att),
@@ -202,7 +211,7 @@ def overview(
             r["seed"],
             r["a"],
             r["b"],
-            *(r["links"][k] for k in ("surgery", "attention", "patching", "geometry")),
+            *(Link(r["links"][k], "../" + r["links"][k]) for k in KINDS),
         ]
         for r in per_seed
     ]
@@ -225,19 +234,17 @@ def overview(
     return Report(
         kind="mechanistic",
         slug=tag,
-        title=f"F3–F5: mechanistic claims ({len(per_seed)} seed(s))",
+        title=f"F3–F5: mechanistic claims ({seeds_label(len(per_seed))})",
         summary=[f"{c.id} {c.claim}: {c.verdict.upper()}. {c.measured()}; {c.detail}." for c in cl],
         sections=[
             Section("Verdicts", tables=[claims_table(cl)]),
             Section(
                 "Per seed",
-                [
-                    "Each seed's four reports (paths relative to the reports folder) and the numbers behind F3–F5."
-                ],
+                ["Each seed's four reports (linked) and the numbers behind F3–F5."],
                 tables=[
                     Table(
                         "Reports",
-                        ["seed", "A", "B", "surgery", "attention", "patching", "geometry"],
+                        ["seed", "A", "B", *KINDS],
                         rows,
                     ),
                     Table(
@@ -277,7 +284,10 @@ def experiment(
 ) -> list[Claim]:
     """Write every seed's four reports and the overview; return F3, F4, F5."""
     started = time.time()
-    per_seed = [one_seed(s, root, reports, preset, model, progress, exact_threshold) for s in seeds]
+    per_seed = [
+        one_seed(s, root, reports, preset, model, progress, exact_threshold)
+        for s in each(seeds, lambda s: f"mechanistic, seed {s}")
+    ]
     cl = claims(per_seed)
     ckpts = [c for r in per_seed for c in r["checkpoints"]]
     prov = provenance("analyses/mechanistic.py", argv, ckpts, {"seeds": seeds}, started)

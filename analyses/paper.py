@@ -3,7 +3,7 @@
 Runs the three experiments — grokking (F1), the β sweep (F2) and the mechanistic
 comparison of beta0.01 with beta1.0 (F3–F5) — for each seed, training whatever is
 missing, and writes `reports/paper.html`: one row per claim with the case study's number,
-ours (mean ± 95% CI over seeds), the verdict, and a link to the report behind it.
+ours (mean ± 95% CI over seeds; one seed: its value), the verdict, and links to the reports behind it.
 
     python analyses/paper.py --seeds 0 1 2 3 4
     python analyses/paper.py --tiny          # the same pipeline on the tiny preset: a smoke test
@@ -28,7 +28,9 @@ from interp.errors import UserError
 from interp.options import seed_option
 from interp.present.claims import claims_table
 from interp.present.html import Report, Section, Table, ensure_writable, write_report
+from interp.present.text import seeds_label
 from interp.runs.provenance import provenance
+from interp.stages import Stages
 
 TINY_MODEL = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
 
@@ -66,33 +68,43 @@ def main(argv: list[str] | None = None) -> int:
                 model=CASE_STUDY, progress=opts.progress, exact_threshold=EXACT_THRESHOLD
             )
         timings = {}
-        t = time.time()
-        # one tiny preset stands in for both `grokking` and `sweep`: keep their runs apart
-        f1 = grokking.experiment(
-            opts.seeds, root / "grokking" if opts.tiny else root, reports, **grok_kw
-        )
-        timings["grokking (F1)"] = time.time() - t
-        t = time.time()
-        f2 = beta_sweep.experiment(opts.seeds, root, reports, **sweep_kw)
-        timings["β sweep (F2)"] = time.time() - t
-        t = time.time()
-        f345 = mechanistic.experiment(opts.seeds, root, reports, **mech_kw)
-        timings["mechanistic (F3–F5)"] = time.time() - t
+        seeds = f"seed{'s' if len(opts.seeds) > 1 else ''} {', '.join(map(str, opts.seeds))}"
+        with Stages(3) as stage:
+            t = time.time()
+            stage(f"grokking (F1), {seeds}")
+            # one tiny preset stands in for both `grokking` and `sweep`: keep their runs apart
+            f1 = grokking.experiment(
+                opts.seeds, root / "grokking" if opts.tiny else root, reports, **grok_kw
+            )
+            timings["grokking (F1)"] = time.time() - t
+            t = time.time()
+            stage(f"β sweep (F2), {seeds}")
+            f2 = beta_sweep.experiment(opts.seeds, root, reports, **sweep_kw)
+            timings["β sweep (F2)"] = time.time() - t
+            t = time.time()
+            stage(f"mechanistic comparison (F3–F5), {seeds}")
+            f345 = mechanistic.experiment(opts.seeds, root, reports, **mech_kw)
+            timings["mechanistic (F3–F5)"] = time.time() - t
         claims = [f1, f2, *f345]
         prov = provenance(prog, argv, [], {"seeds": opts.seeds}, started)
         report = Report(
             kind="paper",
             slug="paper",
-            title=f"The case study, reproduced ({len(opts.seeds)} seed(s))",
+            title=f"The case study, reproduced ({seeds_label(len(opts.seeds))})",
             summary=[f"{c.id} — {c.claim}: {c.verdict.upper()}. {c.measured()}." for c in claims],
             sections=[
                 Section(
                     "Claims",
                     [
-                        "Each row: the claim, what the case study reports, what we measure (mean ± 95% "
-                        "confidence interval over seeds; the operational definitions are in each "
-                        "experiment's script and report), the verdict (per seed when they differ) and "
-                        "the report with every number behind it."
+                        "Each row: the claim, what the case study reports, what we measure ("
+                        + (
+                            "mean ± 95% confidence interval over seeds"
+                            if len(opts.seeds) > 1
+                            else "one seed: its value, no interval"
+                        )
+                        + "; the operational definitions are in each experiment's script and "
+                        "report), the verdict (per seed when they differ) and links to every "
+                        "report with the numbers behind it."
                     ],
                     tables=[claims_table(claims, prefix="")],
                 ),

@@ -202,6 +202,7 @@ def run_comparison(
     summary: Callable[[Any], list[str]],
     validate: Callable[[], None] | None = None,
     seeds: dict[str, Any] | None = None,
+    policies: Sequence[str] | None = None,
 ) -> int:
     """The body of every A-vs-B report command, in the order that keeps mistakes cheap:
     check the options, check the report folder can be written, train whichever default
@@ -210,7 +211,9 @@ def run_comparison(
     A command that fails leaves no report folder it created behind (empty).
 
     `opts` needs `a`, `b`, `checkpoints` and `reports`; `compute(root)` returns a result
-    with a `checkpoints` list (name, step, sha256) for the provenance footer.
+    with a `checkpoints` list (name, step, sha256) for the provenance footer. A report of
+    other policies than an A and a B (the training logs) names them in `policies`: then
+    `opts` needs no `a` and `b`, and `ref` is a policy like any other.
     """
     root, reports = Path(opts.checkpoints), Path(opts.reports)
 
@@ -222,9 +225,12 @@ def run_comparison(
         created = _new_folders(reports / kind)
         try:
             ensure_reports(reports, kind)
-            ensure_default_policies(
-                [n for n in (opts.a, opts.b) if n.strip().lower() != "ref"], root
+            names = (
+                [n for n in (opts.a, opts.b) if n.strip().lower() != "ref"]
+                if policies is None
+                else list(policies)
             )
+            ensure_default_policies(names, root)
             res = compute(root)
             prov = provenance(
                 prog, None if argv is None else list(argv), res.checkpoints, seeds or {}, started

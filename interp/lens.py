@@ -6,6 +6,16 @@ Every other module of `interp` imports TransformerLens names from here, never fr
 `TransformerBridge`. Moving to 4.x means rewriting this module alone: build the model,
 expose its config type, the activation cache, the hook-name helper and the patching
 utilities under the same names.
+
+A model leaves this module with a Hugging Face tokenizer attached (`attach_tokenizer`), so
+it behaves like any TransformerLens model in IPython: `to_tokens`, `to_str_tokens`,
+`to_string`, `to_single_token`, `generate` and `transformer_lens.utils.test_prompt` work.
+The tokenizer is also what makes `generate`'s key/value cache work: with a tokenizer,
+`generate` builds an attention mask and takes each new token's positional embedding from
+it; without one, TransformerLens 3.9 slices `W_pos[past : past + whole sequence]` at every
+step after the first, which runs off the end of `n_ctx` (a shape error). No BOS: the
+tasks have none, so `cfg.default_prepend_bos` is False and `to_tokens("305=")` is exactly
+the task's ids.
 """
 
 from __future__ import annotations
@@ -19,12 +29,14 @@ from transformer_lens import ActivationCache, HookedTransformer, HookedTransform
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.utilities import get_act_name
+from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "ActivationCache",
     "HookPoint",
     "HookedTransformer",
     "HookedTransformerConfig",
+    "attach_tokenizer",
     "get_act_name",
     "KVCache",
     "new_model",
@@ -43,6 +55,19 @@ def new_model(cfg: HookedTransformerConfig) -> HookedTransformer:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer is deprecated")
         return HookedTransformer(cfg)
+
+
+def attach_tokenizer(model: HookedTransformer, tokenizer: PreTrainedTokenizerBase) -> None:
+    """In place: give `model` a tokenizer that adds no BOS (and pads on the right).
+
+    Not through `model.set_tokenizer`: it would make EOS the BOS token of a tokenizer that
+    has none, and on a second model try to reload the (shared) tokenizer from the Hugging
+    Face hub by name to get one "with BOS"."""
+    if tokenizer.padding_side != "right" or len(tokenizer.encode("")) > 0:
+        raise ValueError("the tokenizer must pad on the right and add no BOS")
+    model.tokenizer = tokenizer
+    model.cfg.tokenizer_prepends_bos = False
+    model.cfg.default_prepend_bos = False
 
 
 def new_kv_cache(model: HookedTransformer, batch_size: int) -> KVCache:

@@ -12,10 +12,15 @@ Every intervention comes as a context manager that restores the model on exit
 place end in `_`; `swap` and `interpolate` return new models and leave A and B untouched.
 Surgery (`interp.analysis.surgery`) and activation patching
 (`interp.analysis.patching`) are both built on this module.
+
+A hybrid says what it is: its `cfg.model_name` is A's with the swapped groups and their
+donor in brackets (`hybrid_name`), e.g. "beta0.01[attention←beta1.0]@step756", or
+"…[attention←beta1.0 α=0.5]…" part of the way; the names never enter a computation.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,10 +73,30 @@ def as_groups(model: HookedTransformer, groups: Groups) -> list[Group]:
 
 
 def clone(model: HookedTransformer) -> HookedTransformer:
-    """An independent copy (same config, same parameters), in eval mode."""
-    m = build_model(model.cfg)
+    """An independent copy (same config, name, tokenizer and parameters), in eval mode."""
+    m = build_model(copy.deepcopy(model.cfg))  # its own config: renaming it spares the original
+    m.tokenizer = model.tokenizer
     m.load_state_dict(model.state_dict())
     return m.eval()
+
+
+def hybrid_name(a: str, b: str, groups: Sequence[Group], alpha: float = 1.0) -> str:
+    """The name of A with `groups` taken from B (a fraction alpha of the way): A's name
+    with "[groups←B]" before its "@step" part; B's step is left out when it is A's."""
+    base_a, at_a, step_a = a.rpartition("@") if "@" in a else (a, "", "")
+    base_b, at_b, step_b = b.rpartition("@") if "@" in b else (b, "", "")
+    donor = base_b if step_b == step_a else b
+    what = "+".join(g.name for g in groups) + "←" + donor
+    what += "" if alpha == 1.0 else f" α={alpha:g}"
+    return f"{base_a}[{what}]{at_a}{step_a}"
+
+
+def _rename(
+    model: HookedTransformer, donor: HookedTransformer, groups: Groups, alpha: float
+) -> None:
+    """Name `model` (A, already edited) as the hybrid it now is."""
+    chosen = as_groups(model, groups)
+    model.cfg.model_name = hybrid_name(model.cfg.model_name, donor.cfg.model_name, chosen, alpha)
 
 
 @torch.no_grad()
@@ -96,14 +121,16 @@ def interpolate_(
 
 def swap(a: HookedTransformer, b: HookedTransformer, groups: Groups) -> HookedTransformer:
     """A new model: A with the parameters of `groups` taken from B."""
-    return interpolate_(clone(a), b, groups, 1.0)
+    return interpolate(a, b, groups, 1.0)
 
 
 def interpolate(
     a: HookedTransformer, b: HookedTransformer, groups: Groups, alpha: float
 ) -> HookedTransformer:
     """A new model: A with `groups` moved a fraction alpha of the way to B."""
-    return interpolate_(clone(a), b, groups, alpha)
+    m = interpolate_(clone(a), b, groups, alpha)
+    _rename(m, b, groups, alpha)
+    return m
 
 
 @contextmanager
@@ -112,9 +139,13 @@ def swapped(
 ) -> Iterator[HookedTransformer]:
     """Temporarily give A the groups of B (or a fraction alpha of the way); restores A on exit."""
     saved = {k: v.detach().clone() for k, v in a.named_parameters()}
+    name = a.cfg.model_name
     try:
-        yield interpolate_(a, b, groups, alpha)
+        interpolate_(a, b, groups, alpha)
+        _rename(a, b, groups, alpha)
+        yield a
     finally:
+        a.cfg.model_name = name
         with torch.no_grad():
             for k, v in a.named_parameters():
                 v.copy_(saved[k])

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from transformers import PreTrainedTokenizerFast
+
+from interp.core.tokenizer import char_tokenizer
 
 if TYPE_CHECKING:  # core.data builds on Task; the annotation alone needs Dataset
     from interp.core.data import Dataset
@@ -58,6 +61,11 @@ class Task(ABC):
     def token_text(self, ids: Sequence[int] | Tensor) -> str:
         """Generated tokens as a string, a generated pad token shown as such."""
         return "".join(self.vocab[int(i)] for i in ids)
+
+    def hf_tokenizer(self) -> PreTrainedTokenizerFast:
+        """The Hugging Face tokenizer a loaded model carries (character-level by default;
+        a task with another tokenizer returns its own)."""
+        return char_tokenizer(tuple(self.vocab), self.eos, self.pad)
 
     @abstractmethod
     def prompt_ids(self, prompt: int) -> list[int]:

@@ -10,6 +10,13 @@ Files are written under temporary names and renamed into place, HTML, JSON and t
 together, so a failure (disk full, a folder in the way, Ctrl-C) leaves no half report and
 no HTML without its twin. They get the mode the umask gives any new file. The index lists
 only twins whose page lies inside the reports folder.
+
+Navigation: a page with several sections opens with a table of contents whose anchors are
+the sections' ids (`section_ids`). The four A-vs-B reports of one pair (`PAIR_KINDS`) link
+each other: writing one also rewrites the link line of the siblings already on disk (a
+marked block of our own markup, each page replaced whole), so the set links fully in
+whatever order it was written. Table cells are formatted one column at a time by
+`interp.present.numbers`; the twin keeps the raw values.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +42,14 @@ import torch
 from matplotlib.figure import Figure
 
 from interp.errors import UserError
+from interp.present.numbers import MISSING, column_format, is_number
+from interp.present.text import shorten
 
 LONG_TABLE = 16  # tables with more rows than this are folded into <details>
 INDEX = "index.html"  # the list of every report, at the top of the reports folder
+PAIR_KINDS = ("surgery", "attention", "patching", "geometry")  # the reports of one A-vs-B pair
+TOC_FROM = 3  # pages with at least this many sections get a table of contents
+SUMMARY_CHARS = 300  # an index summary's longest cut
 
 
 def default_reports_root() -> Path:
@@ -57,10 +71,14 @@ class Link:
 
 @dataclass
 class Table:
+    """A table of the page and of the JSON twin. `percent` names the columns holding
+    fractions the page writes as percentages (the twin keeps the fractions)."""
+
     title: str
     columns: list[str]
     rows: list[list[Any]]
     note: str = ""
+    percent: tuple[str, ...] = ()
 
 
 @dataclass
@@ -116,6 +134,8 @@ def cell(v: Any) -> str:
     """How a table cell is shown (escaped by the template, except links built here)."""
     if isinstance(v, Link):
         return markupsafe.Markup('<a href="{}">{}</a>').format(v.href, v.text)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, Link) for x in v):
+        return markupsafe.Markup("<br>").join(cell(x) for x in v)
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
     if isinstance(v, bool):
@@ -123,6 +143,44 @@ def cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
     return str(v)
+
+
+def table_cells(t: Table) -> list[list[tuple[str, str]]]:
+    """Every cell of `t` as (text, css class): numbers formatted one column at a time
+    (`interp.present.numbers`), class "num" (never wrapped) or "txt" (left-aligned)."""
+    n = max((len(r) for r in t.rows), default=0)
+    formats = [
+        column_format(
+            [r[j] for r in t.rows if j < len(r)],
+            percent=j < len(t.columns) and t.columns[j] in t.percent,
+        )
+        for j in range(n)
+    ]
+    out = []
+    for row in t.rows:
+        cells = []
+        for j, v in enumerate(row):
+            if is_number(v):
+                cells.append((formats[j](v), "num"))
+            elif v is None:
+                cells.append((MISSING, "num"))
+            else:
+                cells.append((cell(v), "txt" if isinstance(v, (str, Link, list)) else ""))
+        out.append(cells)
+    return out
+
+
+def section_ids(sections: list[Section]) -> list[str]:
+    """A unique anchor per section, from its title: "2. Where A's weight change goes"
+    → "where-a-s-weight-change-goes"."""
+    ids: list[str] = []
+    for s in sections:
+        base = re.sub(r"[^a-z0-9]+", "-", s.title.lower()).strip("-") or "section"
+        sid, k = base, 2
+        while sid in ids:
+            sid, k = f"{base}-{k}", k + 1
+        ids.append(sid)
+    return ids
 
 
 def figure_png(fig: Figure, dpi: int = 110) -> str:
@@ -176,6 +234,8 @@ figure{margin:1em 0}img{max-width:100%}figcaption{font-size:.88em;color:#4b5263}
 .note{font-size:.85em;color:#4b5263}footer{margin-top:3em;font-size:.8em;color:#4b5263;
 border-top:1px solid #d8dce4}code{font-size:.95em}details{margin:.3em 0}
 .scroll{overflow-x:auto}summary{cursor:pointer;color:#4a6fa5}td.txt{text-align:left}
+td.num{white-space:nowrap;font-variant-numeric:tabular-nums}
+nav.toc{font-size:.9em;margin:1em 0}nav.toc ol{margin:.2em 0;padding-left:1.6em}
 """
 
 _PAGE = _ENV.from_string(
@@ -184,18 +244,21 @@ _PAGE = _ENV.from_string(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ r.title }}</title><style>{{ style }}</style></head>
 <body>
-<p class="note"><a href="{{ index_href }}">all reports</a> · {{ r.kind }}</p>
+<p class="note"><!--siblings-->{{ nav }}<!--/siblings--></p>
 <h1>{{ r.title }}</h1>
 <div class="summary">{% for p in r.summary %}<p>{{ p }}</p>{% endfor %}</div>
+{% if r.sections | length >= toc_from %}<nav class="toc" aria-label="contents"><strong>Contents</strong><ol>
+{% for s in r.sections %}<li><a href="#{{ ids[loop.index0] }}">{{ s.title }}</a></li>{% endfor %}
+</ol></nav>{% endif %}
 {% for s in r.sections %}{% set si = loop.index0 %}
-<h2>{{ loop.index }}. {{ s.title }}</h2>
+<h2 id="{{ ids[si] }}">{{ loop.index }}. {{ s.title }}</h2>
 {% for p in s.paragraphs %}<p>{{ p }}</p>{% endfor %}
 {% for f in s.figures %}<figure><img alt="{{ f.caption }}" src="data:image/png;base64,{{ pngs[si][loop.index0] }}">
 {% if f.caption %}<figcaption>{{ f.caption }}</figcaption>{% endif %}</figure>{% endfor %}
 {% for t in s.tables %}<h3>{{ t.title }}</h3>
 {% if t.rows | length > long_table %}<details><summary>show the table ({{ t.rows | length }} rows)</summary>{% endif %}
 <div class="scroll"><table><thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
-{% for row in t.rows %}<tr>{% for v in row %}<td{% if v is string %} class="txt"{% endif %}>{{ v | cell }}</td>{% endfor %}</tr>{% endfor %}
+{% for row in table_cells(t) %}<tr>{% for text, cls in row %}<td{% if cls %} class="{{ cls }}"{% endif %}>{{ text }}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table></div>{% if t.rows | length > long_table %}</details>{% endif %}
 {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}{% endfor %}
 {% endfor %}
@@ -227,7 +290,31 @@ _INDEX = _ENV.from_string(
 )
 
 
-def render_html(report: Report, json_name: str, index_href: str = "../index.html") -> str:
+_SIBLINGS = re.compile(r"<!--siblings-->.*?<!--/siblings-->", re.S)
+
+
+def nav_line(kind: str, slug: str, siblings: set[str], index_href: str) -> markupsafe.Markup:
+    """The line atop a page: the index, then the pair's reports in `PAIR_KINDS` order
+    (this one in bold, the others linked when in `siblings`), or just this page's kind."""
+    parts = [markupsafe.Markup('<a href="{}">all reports</a>').format(index_href)]
+    if kind not in PAIR_KINDS:
+        parts.append(markupsafe.escape(kind))
+    else:
+        href = urllib.parse.quote(slug + ".html")
+        for k in PAIR_KINDS:
+            if k == kind:
+                parts.append(markupsafe.Markup("<strong>{}</strong>").format(k))
+            elif k in siblings:
+                parts.append(markupsafe.Markup('<a href="../{}/{}">{}</a>').format(k, href, k))
+    return markupsafe.Markup(" · ").join(parts)
+
+
+def render_html(
+    report: Report,
+    json_name: str,
+    index_href: str = "../index.html",
+    siblings: set[str] = frozenset(),
+) -> str:
     pngs = [[figure_png(f.figure) for f in s.figures] for s in report.sections]
     return _PAGE.render(
         r=report,
@@ -236,7 +323,10 @@ def render_html(report: Report, json_name: str, index_href: str = "../index.html
         style=_STYLE,
         json_name=json_name,
         long_table=LONG_TABLE,
-        index_href=index_href,
+        toc_from=TOC_FROM,
+        ids=section_ids(report.sections),
+        table_cells=table_cells,
+        nav=nav_line(report.kind, report.slug, siblings, index_href),
     )
 
 
@@ -249,7 +339,13 @@ def twin(report: Report, html_name: str) -> dict[str, Any]:
             "html": html_name,
             "summary": report.summary,
             "tables": [
-                {"section": s.title, **dataclasses.asdict(t)}
+                {
+                    "section": s.title,
+                    "title": t.title,
+                    "columns": t.columns,
+                    "rows": t.rows,
+                    "note": t.note,
+                }
                 for s in report.sections
                 for t in s.tables
             ],
@@ -304,14 +400,48 @@ def write_report(report: Report, root: Path | None = None, top_level: bool = Fal
     json_path = folder / f"{report.slug}.json"
     index_href = "index.html" if top_level else "../index.html"
     doc = twin(report, html_path.name)
+    siblings = set() if top_level else _siblings_on_disk(root, report.kind, report.slug)
     _atomic_write_all(
         {
-            html_path: render_html(report, json_path.name, index_href),
+            html_path: render_html(report, json_path.name, index_href, siblings),
             json_path: json.dumps(doc, indent=1, allow_nan=False) + "\n",
             root / INDEX: render_index(root, {json_path: doc}),
         }
     )
+    _relink_siblings(root, report.kind, report.slug, siblings)
     return html_path
+
+
+def _siblings_on_disk(root: Path, kind: str, slug: str) -> set[str]:
+    """The other reports of the same A-vs-B pair whose page and twin exist under `root`."""
+    if kind not in PAIR_KINDS:
+        return set()
+    return {
+        k
+        for k in PAIR_KINDS
+        if k != kind
+        and (root / k / f"{slug}.html").is_file()
+        and (root / k / f"{slug}.json").is_file()
+    }
+
+
+def _relink_siblings(root: Path, kind: str, slug: str, siblings: set[str]) -> None:
+    """Rewrite the link line of each sibling page so it links the whole set now on disk.
+    Each page is replaced whole; one that cannot be read or written keeps its old links
+    (the report just written is complete either way)."""
+    for k in siblings:
+        page = root / k / f"{slug}.html"
+        try:
+            text = page.read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            continue
+        block = f"<!--siblings-->{nav_line(k, slug, (siblings - {k}) | {kind}, '../index.html')}"
+        new = _SIBLINGS.sub(lambda _, b=block: b + "<!--/siblings-->", text, count=1)
+        if new != text:
+            try:
+                _atomic_write_all({page: new})
+            except OSError:
+                continue
 
 
 class _Provenance(pydantic.BaseModel):
@@ -347,7 +477,7 @@ def _index_row(root: Path, path: Path, doc: Any, pending: set[Path]) -> dict[str
         "title": path.stem if d.title is None else d.title,
         "kind": d.kind,
         "created": d.provenance.created,
-        "summary": (d.summary or [""])[0][:300],
+        "summary": shorten((d.summary or [""])[0], SUMMARY_CHARS),
     }
 
 

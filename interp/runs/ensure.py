@@ -20,6 +20,7 @@ from interp.runs.names import PolicyKey, parse_policy
 from interp.runs.store import Run, is_complete
 from interp.runs.trainer import train_run
 from interp.runs.writer import check_settings
+from interp.stages import Stages
 
 
 def ensure_trained(
@@ -57,21 +58,42 @@ def ensure_trained(
                 )
 
     refs = list(dict.fromkeys(k if k.is_ref else k.reference for k in keys))
-    say(refs)
-    for k in refs:
-        train_run(spec(k), root, progress)
     groups: dict[tuple, list[PolicyKey]] = {}
     for k in dict.fromkeys(k for k in keys if not k.is_ref):
         groups.setdefault((k.preset, k.loss, k.seed), []).append(k)
-    for group in groups.values():
-        say(group)
-        pending = [k for k in group if not store.tidy_finished(k, root)]
-        if ensemble and len(pending) > 1:
-            train_ensemble([spec(k) for k in pending], root, progress)
-        else:
-            for k in pending:
-                train_run(spec(k), root, progress)
+    # one stage per reference to train and per group of preference runs with work left
+    todo_refs = [k for k in refs if announce and not is_complete(k, root)]
+    todo = [g for g in groups.values() if announce and not all(is_complete(k, root) for k in g)]
+    with Stages(len(todo_refs) + len(todo), show=None if announce else False) as stage:
+        for k in refs:
+            if k in todo_refs:
+                stage(_stage_title([k], ensemble))
+            say([k])
+            train_run(spec(k), root, progress)
+        for group in groups.values():
+            if group in todo:
+                stage(_stage_title(group, ensemble))
+            say(group)
+            pending = [k for k in group if not store.tidy_finished(k, root)]
+            if ensemble and len(pending) > 1:
+                train_ensemble([spec(k) for k in pending], root, progress)
+            else:
+                for k in pending:
+                    train_run(spec(k), root, progress)
     return [Run(k, files.run_dir(k, root)) for k in keys]
+
+
+def _stage_title(group: Sequence[PolicyKey], ensemble: bool) -> str:
+    """What a training stage does: `train ref (sft, sweep preset, seed 0)`, or for several
+    β of one seed `train 28 runs, β 0.01…1 (dpo, sweep preset, seed 0, one ensemble)`."""
+    k = group[0]
+    if len(group) <= 3:
+        what = f"train {', '.join(g.name for g in group)}"
+    else:
+        betas = sorted(g.beta or 0.0 for g in group)
+        what = f"train {len(group)} runs, β {betas[0]:g}…{betas[-1]:g}"
+    together = ", one ensemble" if ensemble and len(group) > 1 else ""
+    return f"{what} ({k.loss}, {k.preset} preset, seed {k.seed}{together})"
 
 
 def ensure_default_policies(names: Sequence[str], root: Path | None = None) -> None:

@@ -48,8 +48,25 @@ MODEL_FILE, CONFIG_FILE, META_FILE, OPTIM_FILE = (
 RUN_FILE, LOG_FILE = "run.json", "log.json"
 
 
+ROOT_ENV = "INTERP_CHECKPOINTS"
+
+
+def project_dir() -> Path | None:
+    """The repository this package runs from (the folder above `interp/` that holds
+    pyproject.toml), or None for an installed copy."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").is_file() and (here / "interp").is_dir() else None
+
+
 def default_root() -> Path:
-    return Path(os.environ.get("INTERP_CHECKPOINTS", "checkpoints"))
+    """The checkpoint root: $INTERP_CHECKPOINTS if set, else `checkpoints/` in the project's
+    repository (whatever the working directory, so a notebook in `notebooks/` finds the
+    same policies as `make report`), else `./checkpoints` for an installed package. Always
+    absolute, so error messages name the folder searched."""
+    if env := os.environ.get(ROOT_ENV):
+        return Path(env).expanduser().resolve()
+    project = project_dir()
+    return (project / "checkpoints") if project is not None else Path("checkpoints").resolve()
 
 
 # Hidden names of what a write in progress (or a killed one) leaves in a run folder.

@@ -1,8 +1,11 @@
 """The checkpoint store: runs and checkpoints by policy name.
 
 Policy names (`interp.runs.names`) resolve to run folders under the checkpoint root
-(default `./checkpoints`, or $INTERP_CHECKPOINTS); a `Run` lists its saved steps and a
-`Checkpoint` loads (and caches) its HookedTransformer on first use. The files themselves
+($INTERP_CHECKPOINTS, else the repository's `checkpoints/`: `interp.runs.files.default_root`);
+a `Run` lists its saved steps (`step=-1` is the last, as in Python) and a `Checkpoint`
+loads (and caches) its HookedTransformer on first use, with the task's tokenizer attached
+(so TransformerLens's string helpers work) and a name: `cfg.model_name` is
+`checkpoint_name(policy, step)`, e.g. "beta0.01@step756". The files themselves
 are written and read by `interp.runs.files` (layout, atomic writes, validated JSON) and
 `interp.runs.steps` (checkpoint folders, checked before loading); `interp.runs.locks`
 keeps two processes from training one run.
@@ -17,8 +20,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from interp.core.numberline import get_task
+from interp.core.task import Task
 from interp.errors import CheckpointError, PolicyNotFound, UserError
-from interp.lens import HookedTransformer
+from interp.lens import HookedTransformer, attach_tokenizer
 from interp.runs.files import (
     LOG_FILE,
     META_FILE,
@@ -35,6 +40,11 @@ from interp.runs.files import (
 from interp.runs.names import REF, PolicyKey, parse_policy, policy_sort_key
 from interp.runs.schema import RunFile
 from interp.runs.steps import check_meta, drop_optimizer_state, load_weights
+
+
+def checkpoint_name(policy: str, step: int) -> str:
+    """What a loaded checkpoint is called (`cfg.model_name`): policy and step."""
+    return f"{policy}@step{step}"
 
 
 @dataclass(frozen=True)
@@ -59,9 +69,20 @@ class Checkpoint:
     def key(self) -> PolicyKey:
         return parse_policy(self.policy)
 
+    @property
+    def task(self) -> Task:
+        return get_task(self.key.preset)
+
+    @property
+    def name(self) -> str:
+        return checkpoint_name(self.policy, self.step)
+
     @cached_property
     def _loaded(self) -> tuple[HookedTransformer, dict[str, Any]]:
-        return load_weights(self.path, self.key)
+        model, meta = load_weights(self.path, self.key)
+        attach_tokenizer(model, self.task.hf_tokenizer())
+        model.cfg.model_name = self.name
+        return model, meta
 
     @property
     def model(self) -> HookedTransformer:
@@ -118,6 +139,8 @@ class Run:
         return saved_steps(self.path)
 
     def checkpoint(self, step: int | None = None) -> Checkpoint:
+        """The final checkpoint (None: the run must be finished), or a saved step; a negative
+        step counts from the last saved one (-1 is the last)."""
         steps = self.steps()
         if not steps:
             raise PolicyNotFound(f"policy {self.name} has no checkpoints yet; train it first")
@@ -128,9 +151,17 @@ class Run:
                     "with python -m interp.train, or pass step=N for a saved step"
                 )
             step = steps[-1]
+        if step < 0:
+            if -step > len(steps):
+                raise PolicyNotFound(
+                    f"policy {self.name} has {len(steps)} saved steps, so no step {step}; "
+                    f"saved steps: {_compact(steps)}"
+                )
+            step = steps[step]
         if step not in steps:
             raise PolicyNotFound(
-                f"policy {self.name} has no step {step}; saved steps: {_compact(steps)}"
+                f"policy {self.name} has no step {step}; {_nearest(steps, step)} "
+                f"(saved steps: {_compact(steps)}; step=-1 is the last)"
             )
         return Checkpoint(self.name, step, self.path / step_dirname(step))
 
@@ -140,6 +171,14 @@ class Run:
     def log(self) -> dict[str, list]:
         p = self.path / LOG_FILE
         return read_log(p).raw if p.exists() else {}
+
+
+def _nearest(steps: list[int], step: int) -> str:
+    """The saved steps either side of a missing one."""
+    below = [s for s in steps if s < step]
+    above = [s for s in steps if s > step]
+    near = ([f"{below[-1]}"] if below else []) + ([f"{above[0]}"] if above else [])
+    return f"nearest saved: {' and '.join(near)}"
 
 
 def _compact(steps: list[int]) -> str:
@@ -202,7 +241,9 @@ def find_run(name: str | PolicyKey, root: Path | None = None) -> Run:
     if not matches:
         existing = policies(root, warn=False)
         listing = ", ".join(existing) if existing else "none (train with: python -m interp.train)"
-        raise PolicyNotFound(f"unknown policy {str(name)!r} under {root}; existing: {listing}")
+        raise PolicyNotFound(
+            f"unknown policy {str(name)!r} under {root.resolve()}; existing: {listing}"
+        )
     raise PolicyNotFound(
         f"policy {str(name)!r} is ambiguous under {root}: "
         + ", ".join(str(r.path) for r in matches)
@@ -234,11 +275,13 @@ def resolve_pair(a: str, b: str, root: Path | None = None) -> Comparison:
 
 
 def load_checkpoint(name: str, step: int | None = None, root: Path | None = None) -> Checkpoint:
+    """A policy's final checkpoint, or saved step N (-1: the last saved)."""
     return find_run(name, root).checkpoint(step)
 
 
 def load(name: str, step: int | None = None, root: Path | None = None) -> HookedTransformer:
-    """A policy as a HookedTransformer in eval mode: its final checkpoint, or step N."""
+    """A policy as a HookedTransformer in eval mode, tokenizer attached, named
+    "policy@stepN": its final checkpoint, or saved step N (-1: the last saved)."""
     return load_checkpoint(name, step, root).model
 
 

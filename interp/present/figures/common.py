@@ -16,10 +16,13 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from interp.present.figures.scales import DIVERGING, QUALITATIVE, SEQUENTIAL, symmetric_limits
+
+PAGE_WIDTH_IN = 8.8  # ≈ 970 px at the reports' 110 dpi: fits a 1000 px window unscaled
 COLORS = {"A": "#c0392b", "B": "#2471a3", "ref": "#7f8c8d"}
 
 
-SWAP_COLORS = ["#27ae60", "#8e44ad", "#d68910", "#17a589", "#5d6d7e", "#a04000"]
+SWAP_COLORS = QUALITATIVE  # swapped groups and heads: distinct, and none is A's, B's or ref's
 
 
 METRIC_LABELS = {
@@ -37,9 +40,12 @@ METRIC_LABELS = {
 def new_figure(
     nrows: int = 1, ncols: int = 1, width: float = 6.0, height: float = 3.6
 ) -> tuple[Figure, Any]:
-    """A Figure with a grid of axes in seaborn's whitegrid style."""
+    """A Figure with a grid of axes in seaborn's whitegrid style, never wider than
+    `PAGE_WIDTH_IN` (the reports embed figures at 110 dpi: a wider one would be shrunk to
+    fit a 1000 px window, and its labels with it)."""
     with sns.axes_style("whitegrid"):
-        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+        total = min(width * ncols, PAGE_WIDTH_IN)
+        fig = Figure(figsize=(total, height * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
@@ -66,9 +72,12 @@ def attention_grid(
     rows: dict[str, Any], tokens: Sequence[str], layer: int = 0, diverging: set[str] = frozenset()
 ) -> Figure:
     """Heatmaps of every head (columns) for each labelled pattern (rows). Patterns are
-    [layer, head, query, key]; rows named in `diverging` are differences, drawn red/blue."""
+    [layer, head, query, key]. Rows named in `diverging` are differences: one diverging
+    scale centred at 0 and fitted to them all (±max|Δ|); the others are probabilities on
+    0–1. Every panel names its axes (query, key); every row has a labelled colour bar."""
     n_heads = np.asarray(next(iter(rows.values()))).shape[1]
-    fig, axes = new_figure(len(rows), n_heads, width=2.7, height=2.5)
+    fig, axes = new_figure(len(rows), n_heads, width=2.3, height=2.35)
+    dlo, dhi = symmetric_limits(np.asarray(rows[k])[layer] for k in rows if k in diverging)
     for r, (lab, pat) in enumerate(rows.items()):
         pat = np.asarray(pat)[layer]
         diff = lab in diverging
@@ -77,14 +86,25 @@ def attention_grid(
             sns.heatmap(
                 pat[h],
                 ax=ax,
-                cmap="RdBu_r" if diff else "Blues",
-                vmin=-1 if diff else 0,
-                vmax=1,
-                cbar=h == n_heads - 1,
+                cmap=DIVERGING if diff else SEQUENTIAL,
+                vmin=dlo if diff else 0,
+                vmax=dhi if diff else 1,
+                cbar=False,
                 xticklabels=list(tokens),
                 yticklabels=list(tokens),
                 square=True,
             )
-            ax.set_title(f"{lab} · L{layer}H{h}", fontsize=9)
-            ax.tick_params(labelsize=7)
+            ax.set_title(f"{lab} · L{layer}H{h}", fontsize=10)
+            ax.set_xlabel("key", fontsize=9)
+            ax.set_ylabel("query", fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.tick_params(axis="x", rotation=90)
+            ax.tick_params(axis="y", rotation=0)
+        fig.colorbar(
+            axes[r][-1].collections[0],
+            ax=list(axes[r]),
+            shrink=0.85,
+            pad=0.01,
+            label=f"Δ attention ({lab})" if diff else "attention",
+        )
     return fig

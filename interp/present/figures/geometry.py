@@ -12,11 +12,15 @@ from torch import Tensor
 
 from interp.analysis.geometry import ChesScores, DisplacementPoint, Gram, SingleToken
 from interp.present.figures.common import COLORS, new_figure
+from interp.present.figures.scales import DIVERGING, symmetric_limits
 
 
 def unembedding_panels(tokens: Sequence[str], unembedding: dict[str, Gram]) -> Figure:
-    """Norms of the response tokens' unembeddings, and cosine maps of ref, A, B and A − ref."""
-    fig, axes = new_figure(1, 5, width=3.3, height=3.3)
+    """Norms of the response tokens' unembeddings, cosine maps of ref, A and B, and the
+    changes A − ref and B − ref on one diverging scale fitted to both (two rows of three
+    panels, so the figure fits a 1000 px page)."""
+    fig, grid = new_figure(2, 3, width=8.8 / 3, height=2.9)
+    axes = [[ax for row in grid for ax in row]]
     toks = list(tokens)
     x = np.arange(len(toks))
     for i, who in enumerate(("ref", "A", "B")):
@@ -29,13 +33,16 @@ def unembedding_panels(tokens: Sequence[str], unembedding: dict[str, Gram]) -> F
         )
     axes[0][0].set_xticks(x, toks)
     axes[0][0].set_title("‖W_z‖", fontsize=10)
+    axes[0][0].set_xlabel("token z")
+    axes[0][0].set_ylabel("norm of the unembedding")
     axes[0][0].legend(fontsize=7)
     panels = [
         (who, np.asarray(unembedding[who].cosine), "vlag", -1, 1) for who in ("ref", "A", "B")
     ]
-    diff = np.asarray(unembedding["A"].cosine) - np.asarray(unembedding["ref"].cosine)
-    lim = max(float(np.abs(diff).max()), 1e-6)
-    panels.append(("A − ref", diff, "RdBu_r", -lim, lim))
+    ref = np.asarray(unembedding["ref"].cosine)
+    diffs = {f"{who} − ref": np.asarray(unembedding[who].cosine) - ref for who in ("A", "B")}
+    lo, hi = symmetric_limits(diffs.values())
+    panels += [(title, d, DIVERGING, lo, hi) for title, d in diffs.items()]
     for ax, (title, mat, cmap, lo, hi) in zip(axes[0][1:], panels):
         sns.heatmap(
             mat,
@@ -46,17 +53,20 @@ def unembedding_panels(tokens: Sequence[str], unembedding: dict[str, Gram]) -> F
             xticklabels=toks,
             yticklabels=toks,
             square=True,
-            cbar_kws={"shrink": 0.7},
+            cbar_kws={"shrink": 0.8, "label": "Δ cosine" if "−" in title else "cosine"},
         )
         ax.set_title(f"cosine · {title}", fontsize=10)
-        ax.tick_params(labelsize=7)
+        ax.set_xlabel("token")
+        ax.set_ylabel("token")
+        ax.tick_params(labelsize=9)
+        ax.tick_params(axis="y", rotation=0)
     return fig
 
 
 def single_token_scatter(single: SingleToken) -> Figure:
     """Predicted ⟨W_z, W_y⁺ − W_y⁻⟩ against the observed change of log π(z), for A and B;
     and ⟨W_y⁺, W_y⁻⟩ against the change of the preferred token."""
-    fig, axes = new_figure(1, 3, width=4.2, height=3.6)
+    fig, axes = new_figure(1, 3, width=8.8 / 3, height=3.2)
     others = np.asarray(single.others, dtype=bool)
     pred = np.asarray(single.predicted)[others]
     for ax, who in zip(axes[0][:2], ("A", "B")):
@@ -84,7 +94,7 @@ def single_token_scatter(single: SingleToken) -> Figure:
 
 def ches_scatter(scores: ChesScores, preferred_change: dict[str, Tensor]) -> Figure:
     """CHES (raw and length-normalised) against the change of log π(y⁺), for A and B."""
-    fig, axes = new_figure(1, 2, width=4.8, height=3.6)
+    fig, axes = new_figure(1, 2, width=4.4, height=3.4)
     kinds = (("ches", scores.ches), ("ches_normalised", scores.ches_normalised))
     for ax, (kind, score) in zip(axes[0], kinds):
         for who in ("A", "B"):
@@ -110,7 +120,7 @@ def _series(points: Sequence[DisplacementPoint], name: str) -> np.ndarray:
 
 def displacement_lines(displacement: dict[str, list[DisplacementPoint]]) -> Figure:
     """Mean log π(y⁺), log π(y⁻) and log of the top OOD response, and the OOD mass, over steps."""
-    fig, axes = new_figure(1, 3, width=4.3, height=3.5)
+    fig, axes = new_figure(1, 3, width=8.8 / 3, height=3.4)
     for who in ("A", "B"):
         d = displacement[who]
         step = _series(d, "step")
@@ -129,7 +139,7 @@ def displacement_lines(displacement: dict[str, list[DisplacementPoint]]) -> Figu
     axes[0][2].set_ylabel("share of prompts: top OOD > mean π(y⁺)")
     for ax in axes[0]:
         ax.set_xlabel("training step")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     return fig
 
 

@@ -129,7 +129,7 @@ def interpolation_curves(
     for ax, m in zip(axes[0], metrics):
         for i, (g, curve) in enumerate(interp.curves.items()):
             ax.plot(interp.alphas, curve[m], "-o", ms=3, color=SWAP_COLORS[i], label=g)
-        ax.set_xlabel("alpha (0 = A, 1 = group taken from B)")
+        ax.set_xlabel("alpha (0: A, 1: B's group)")
         ax.set_ylabel(METRIC_LABELS.get(m, m))
     axes[0][0].legend(fontsize=8)
     return fig

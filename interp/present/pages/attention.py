@@ -67,10 +67,10 @@ def _mean_section(res: AttentionResult, heads: list[tuple[int, int]]) -> Section
         "Mean attention on the test prompts",
         [
             f"Every model runs on the same {res.n_prompts} inputs: each test prompt followed by "
-            "the "
-            "identity answer, teacher-forced. Rows are query positions (a row predicts the next "
-            "token), columns keys; values averaged over prompts. The last three rows of panels are "
-            "differences (red: more attention than the other model)."
+            "the identity answer, teacher-forced. Rows are query positions (a row predicts the "
+            "next token), columns keys; values averaged over prompts. The last three rows of "
+            "panels are differences, on one colour scale centred at 0 and fitted to them "
+            "(±max|Δ|, read the colour bar: red, more attention than the other model; blue, less)."
         ],
         [FigureBlock(attention_grid(mean_rows, res.positions, diverging=set(diffs)))],
         [
@@ -88,6 +88,7 @@ def _mean_section(res: AttentionResult, heads: list[tuple[int, int]]) -> Section
                 ],
                 note="entropy and shares over the rows that predict response tokens; drift = "
                 "mean total variation from the reference's rows.",
+                percent=tuple(f"to {p}" for p in res.parts),
             ),
             Table(
                 "A against B at the final step",
@@ -147,6 +148,7 @@ def _trajectory_section(res: AttentionResult, heads: list[tuple[int, int]]) -> S
                 + [f"drift L{l}H{h}" for (l, h) in heads]
                 + [f"entropy L{l}H{h}" for (l, h) in heads],
                 rows,
+                percent=("OOD rate",),
             )
         ],
     )

@@ -72,7 +72,10 @@ def _geometry_section(res: GeometryResult) -> Section:
     ]
     return Section(
         "Unembedding geometry of the response tokens",
-        ["Raw W_U columns of the digits and EOS. Cosines of ref, A, B and the change A − ref."],
+        [
+            "Raw W_U columns of the digits and EOS. Cosines of ref, A and B, and the changes "
+            "A − ref and B − ref on one colour scale centred at 0 and fitted to them."
+        ],
         [FigureBlock(figures.unembedding_panels(toks, res.unembedding))],
         [
             Table(
@@ -186,6 +189,7 @@ def _displacement_section(res: GeometryResult) -> Section:
                     "share: top OOD > mean π(y⁺)",
                 ],
                 rows,
+                percent=("OOD mass", "share: top OOD > mean π(y⁺)"),
             )
         ],
     )
@@ -213,6 +217,7 @@ def _mass_section(res: GeometryResult) -> Section:
                     ]
                     for k in kinds
                 ],
+                percent=("ref", "A", "B", "A − ref", "B − ref"),
             )
         ],
     )

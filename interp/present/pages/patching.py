@@ -102,7 +102,10 @@ def _cross_section(res: PatchingResult) -> Section:
             "B's answer. Unpatched, KL(p_B ‖ p_A) at the decision position is "
             f"{float(c.baseline_kl_to_b.mean()):.3f} on average. Positions after a "
             "prompt's decision position cannot change it (causal attention) and show 0 "
-            "recovered."
+            "recovered. Recovered: the share of A's log-probability gap on B's token that the "
+            "patch closes (Σ gain / Σ gap over prompts); greedy fixed: the share of prompts "
+            "whose greedy answer becomes in-distribution. In the figure yellow always means "
+            "'patched A behaves like B' (for the KL panel, a low KL)."
         ],
         [FigureBlock(cross_heatmaps(c))],
         [
@@ -110,6 +113,7 @@ def _cross_section(res: PatchingResult) -> Section:
                 "Per site and position",
                 ["site", "position", "recovered", "KL to B", "greedy fixed"],
                 rows,
+                percent=("recovered", "greedy fixed"),
             )
         ],
     )

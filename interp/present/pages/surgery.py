@@ -13,6 +13,7 @@ from interp.analysis.surgery import COARSE, A, B, SurgeryResult, Variant
 from interp.present.figures import surgery as figures
 from interp.present.figures.common import attention_grid
 from interp.present.html import FigureBlock, Report, Section, Table, jsonable, pair_slug
+from interp.present.numbers import SHARE_METRICS
 
 
 def summary_lines(res: SurgeryResult) -> list[str]:
@@ -61,7 +62,8 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
             [s, d] + [series[m][i] for m in metrics for series in res.series]
             for i, (s, d) in enumerate(steps)
         ]
-        return Table(f"{', '.join(metrics)} at every step", cols, rows)
+        shares = tuple(f"{lab} {m}" for m in metrics if m in SHARE_METRICS for lab in labels)
+        return Table(f"{', '.join(metrics)} at every step", cols, rows, percent=shares)
 
     claims_table = Table(
         "The case study's claims",
@@ -143,6 +145,7 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
                     ]
                     for i, s in enumerate(res.steps)
                 ],
+                percent=("A FracWeightDelta(attention)", "B FracWeightDelta(attention)"),
             )
         ],
     )
@@ -213,6 +216,9 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
                     + [r.gap_closed_kl_exact, r.gap_closed_ood_rate]
                     for r in res.single
                 ],
+                percent=("parameter share", "FracWeightDelta", "gap closed (kl_exact)")
+                + ("gap closed (OOD)",)
+                + tuple(f"Δ {m}" for m in metric_cols if m in SHARE_METRICS),
             ),
             Table(
                 "Interpolation",
@@ -222,6 +228,7 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
                     for g, curve in res.interpolation.curves.items()
                     for i, al in enumerate(res.interpolation.alphas)
                 ],
+                percent=tuple(m for m in metric_cols if m in SHARE_METRICS),
             ),
         ],
     )
