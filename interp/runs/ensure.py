@@ -13,7 +13,7 @@ from pathlib import Path
 
 from interp.core.model import CASE_STUDY, ModelSpec
 from interp.core.sampling import EXACT_THRESHOLD
-from interp.runs import files, store
+from interp.runs import files, locks, store
 from interp.runs.config import DEFAULT_POLICIES, N_CHECKPOINTS, RunSpec
 from interp.runs.ensemble import train_ensemble
 from interp.runs.names import PolicyKey, parse_policy
@@ -64,6 +64,7 @@ def ensure_trained(
     # one stage per reference to train and per group of preference runs with work left
     todo_refs = [k for k in refs if announce and not is_complete(k, root)]
     todo = [g for g in groups.values() if announce and not all(is_complete(k, root) for k in g)]
+    locks.check_free([*todo_refs, *(k for g in todo for k in g)], root)  # before announcing
     with Stages(len(todo_refs) + len(todo), show=None if announce else False) as stage:
         for k in refs:
             if k in todo_refs:

@@ -26,6 +26,13 @@ def lock_path(key: PolicyKey, root: Path | None = None) -> Path:
     return d.parent / f".{d.name}.lock"
 
 
+def check_free(keys: Iterable[PolicyKey], root: Path | None = None) -> None:
+    """UserError (one line) if another process holds the lock of any of these runs: asked
+    before announcing what will be trained. Only a courtesy — `lock_runs` is the guard."""
+    with lock_runs(keys, root):
+        pass
+
+
 @contextmanager
 def lock_runs(keys: Iterable[PolicyKey], root: Path | None = None) -> Iterator[None]:
     """Hold the locks of these runs while training them; UserError at once (one line) if
