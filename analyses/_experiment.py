@@ -10,7 +10,8 @@ from pathlib import Path
 from interp.analysis.claims import Claim
 from interp.cli import Folders, option, parse, run
 from interp.options import seed_option
-from interp.present.html import Report, write_report
+from interp.present.html import Report
+from interp.present.write import write_report
 
 INTERRUPTED = (
     "the checkpoints trained and the reports written so far are kept: rerun the same "

@@ -42,12 +42,13 @@ from interp.analysis.surgery import A, B, SurgerySettings, run_surgery
 from interp.core.model import CASE_STUDY, ModelSpec
 from interp.core.sampling import EXACT_THRESHOLD
 from interp.present.claims import claims_table
-from interp.present.html import Link, Report, Section, Table, write_report
+from interp.present.html import Link, Report, Section, Table
 from interp.present.pages import attention as attention_page
 from interp.present.pages import geometry as geometry_page
 from interp.present.pages import patching as patching_page
 from interp.present.pages import surgery as surgery_page
 from interp.present.text import seeds_label
+from interp.present.write import write_report
 from interp.runs.ensure import ensure_trained
 from interp.runs.names import PolicyKey
 from interp.runs.provenance import provenance

@@ -27,8 +27,9 @@ from interp.core.sampling import EXACT_THRESHOLD
 from interp.errors import UserError
 from interp.options import seed_option
 from interp.present.claims import claims_table
-from interp.present.html import Report, Section, Table, ensure_writable, write_report
+from interp.present.html import Report, Section, Table
 from interp.present.text import seeds_label
+from interp.present.write import ensure_writable, write_report
 from interp.runs.provenance import provenance
 from interp.stages import Stages
 

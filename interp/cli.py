@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from interp.errors import UserError
 from interp.options import option
-from interp.present.html import default_reports_root, ensure_reports, write_report
+from interp.present.write import default_reports_root, ensure_reports, write_report
 from interp.runs.config import DEFAULT_POLICIES
 from interp.runs.ensure import ensure_default_policies
 from interp.runs.files import default_root

@@ -6,8 +6,10 @@ import re
 
 from interp.analysis.claims import Claim
 from interp.present.claims import claims_table
-from interp.present.html import PAIR_KINDS, Report, Section, Table, render_index, write_report
+from interp.present.html import PAIR_KINDS, Report, Section, Table
+from interp.present.index import render_index
 from interp.present.text import seeds_label, shorten
+from interp.present.write import write_report
 from interp.runs.provenance import provenance
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from interp.errors import UserError
 from interp.present.figures.common import new_figure
-from interp.present.html import FigureBlock, Report, Section, Table, cell, jsonable, write_report
+from interp.present.html import FigureBlock, Report, Section, Table, cell, jsonable
+from interp.present.write import write_report
 from interp.runs.provenance import provenance
 
 
@@ -58,7 +59,7 @@ def test_index_lists_reports(tmp_path):
 
 
 def test_failed_render_writes_nothing(tmp_path, monkeypatch):
-    import interp.present.html as rp
+    import interp.present.write as rp
 
     def broken(*a, **k):
         raise RuntimeError("render failed")

@@ -1,22 +1,17 @@
-"""Self-contained HTML reports, their JSON twins, and `reports/index.html`.
+"""Self-contained HTML report pages and their JSON twins.
 
 This module only assembles: analyses compute, `interp.present.figures` draws, and a report is a
 list of sections holding paragraphs, figures and tables. Every figure is embedded as a
 PNG data URI, nothing is fetched from the network, and every string goes through Jinja's
 autoescaping, so text that came from files or arguments cannot inject markup. The JSON
 twin holds every table of the HTML plus the analysis's full data and the provenance.
-
-Files are written under temporary names and renamed into place, HTML, JSON and the index
-together, so a failure (disk full, a folder in the way, Ctrl-C) leaves no half report and
-no HTML without its twin. They get the mode the umask gives any new file. The index lists
-only twins whose page lies inside the reports folder.
+Writing pages and twins to disk is `interp.present.write`; the list of every report is
+`interp.present.index`.
 
 Navigation: a page with several sections opens with a table of contents whose anchors are
-the sections' ids (`section_ids`). The four A-vs-B reports of one pair (`PAIR_KINDS`) link
-each other: writing one also rewrites the link line of the siblings already on disk (a
-marked block of our own markup, each page replaced whole), so the set links fully in
-whatever order it was written. Table cells are formatted one column at a time by
-`interp.present.numbers`; the twin keeps the raw values.
+the sections' ids (`section_ids`), and a link line to the index and to the other reports
+of the same A-vs-B pair (`PAIR_KINDS`, `nav_line`). Table cells are formatted one column at
+a time by `interp.present.numbers`; the twin keeps the raw values.
 """
 
 from __future__ import annotations
@@ -24,11 +19,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import json
 import math
-import os
 import re
-import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,23 +29,14 @@ from typing import Any
 import jinja2
 import markupsafe
 import numpy as np
-import pydantic
 import torch
 from matplotlib.figure import Figure
 
-from interp.errors import UserError
 from interp.present.numbers import MISSING, column_format, is_number
-from interp.present.text import shorten
 
 LONG_TABLE = 16  # tables with more rows than this are folded into <details>
-INDEX = "index.html"  # the list of every report, at the top of the reports folder
 PAIR_KINDS = ("surgery", "attention", "patching", "geometry")  # the reports of one A-vs-B pair
 TOC_FROM = 3  # pages with at least this many sections get a table of contents
-SUMMARY_CHARS = 300  # an index summary's longest cut
-
-
-def default_reports_root() -> Path:
-    return Path(os.environ.get("INTERP_REPORTS", "reports"))
 
 
 def pair_slug(a: str, b: str) -> str:
@@ -189,39 +172,12 @@ def figure_png(fig: Figure, dpi: int = 110) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def ensure_writable(folder: Path) -> None:
-    """Fail now, with one line, if reports cannot be written into `folder`."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
-            pass
-    except OSError as e:
-        raise UserError(
-            f"cannot write reports to {folder}: {e.strerror or e}; choose another --reports folder"
-        ) from None
-
-
-def _check_not_a_folder(path: Path) -> None:
-    if path.is_dir():
-        raise UserError(
-            f"cannot write {path}: a folder of that name is in the way; move it or choose "
-            "another --reports folder"
-        )
-
-
-def ensure_reports(root: Path, kind: str) -> None:
-    """Fail now, with one line, if a report of `kind` cannot be written under `root` (the
-    folder is not writable, or a folder named index.html is in the way)."""
-    ensure_writable(root / kind)
-    _check_not_a_folder(root / INDEX)
-
-
 # ----------------------------------------------------------------------------- HTML
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-_ENV.filters["cell"] = cell
+ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+ENV.filters["cell"] = cell
 
-_STYLE = """
+STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;
 margin:2em auto;padding:0 1em;color:#1d2330;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid
@@ -238,7 +194,7 @@ td.num{white-space:nowrap;font-variant-numeric:tabular-nums}
 nav.toc{font-size:.9em;margin:1em 0}nav.toc ol{margin:.2em 0;padding-left:1.6em}
 """
 
-_PAGE = _ENV.from_string(
+_PAGE = ENV.from_string(
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -276,22 +232,6 @@ Versions: {% for k, v in p.versions.items() %}{{ k }} {{ v }}{% if not loop.last
 """
 )
 
-_INDEX = _ENV.from_string(
-    """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>interp reports</title>
-<style>{{ style }}</style></head><body>
-<h1>interp reports</h1>
-{% if not rows %}<p>No reports yet: run <code>make report</code>.</p>{% endif %}
-<table><tr><th>report</th><th>kind</th><th>created</th><th>summary</th></tr>
-{% for r in rows %}<tr><td><a href="{{ r.href }}">{{ r.title }}</a></td><td>{{ r.kind }}</td>
-<td>{{ r.created }}</td><td style="text-align:left">{{ r.summary }}</td></tr>{% endfor %}
-</table></body></html>
-"""
-)
-
-
-_SIBLINGS = re.compile(r"<!--siblings-->.*?<!--/siblings-->", re.S)
-
 
 def nav_line(kind: str, slug: str, siblings: set[str], index_href: str) -> markupsafe.Markup:
     """The line atop a page: the index, then the pair's reports in `PAIR_KINDS` order
@@ -320,7 +260,7 @@ def render_html(
         r=report,
         p=report.provenance,
         pngs=pngs,
-        style=_STYLE,
+        style=STYLE,
         json_name=json_name,
         long_table=LONG_TABLE,
         toc_from=TOC_FROM,
@@ -353,162 +293,3 @@ def twin(report: Report, html_name: str) -> dict[str, Any]:
             "provenance": report.provenance,
         }
     )
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write_all(files: dict[Path, str]) -> None:
-    """Write every file under a temporary name, then rename them all into place; on any
-    failure (disk full, a folder in the way, Ctrl-C) remove the temporary files and those
-    already renamed, so the set is written whole or not at all. Files get the mode the
-    umask gives a new file (mkstemp's own is 0600); text that cannot be encoded (a
-    non-UTF-8 path in the command line) is written backslash-escaped."""
-    for path in files:
-        _check_not_a_folder(path)
-    mode = 0o666 & ~_umask()
-    tmps: list[tuple[str, Path]] = []
-    placed: list[Path] = []
-    try:
-        for path, text in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            tmps.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
-                os.chmod(tmp, mode)
-                f.write(text)
-        for tmp, path in tmps:
-            os.replace(tmp, path)
-            placed.append(path)
-    except BaseException:
-        for tmp, _ in tmps:
-            Path(tmp).unlink(missing_ok=True)
-        for path in placed:
-            path.unlink(missing_ok=True)
-        raise
-
-
-def write_report(report: Report, root: Path | None = None, top_level: bool = False) -> Path:
-    """Write `<root>/<kind>/<slug>.html` and `.json` (`<root>/<slug>.*` when `top_level`,
-    as for paper.html) and refresh `<root>/index.html`: the three together or none."""
-    root = Path(root) if root is not None else default_reports_root()
-    folder = root if top_level else root / report.kind
-    ensure_writable(folder)
-    html_path = folder / f"{report.slug}.html"
-    json_path = folder / f"{report.slug}.json"
-    index_href = "index.html" if top_level else "../index.html"
-    doc = twin(report, html_path.name)
-    siblings = set() if top_level else _siblings_on_disk(root, report.kind, report.slug)
-    _atomic_write_all(
-        {
-            html_path: render_html(report, json_path.name, index_href, siblings),
-            json_path: json.dumps(doc, indent=1, allow_nan=False) + "\n",
-            root / INDEX: render_index(root, {json_path: doc}),
-        }
-    )
-    _relink_siblings(root, report.kind, report.slug, siblings)
-    return html_path
-
-
-def _siblings_on_disk(root: Path, kind: str, slug: str) -> set[str]:
-    """The other reports of the same A-vs-B pair whose page and twin exist under `root`."""
-    if kind not in PAIR_KINDS:
-        return set()
-    return {
-        k
-        for k in PAIR_KINDS
-        if k != kind
-        and (root / k / f"{slug}.html").is_file()
-        and (root / k / f"{slug}.json").is_file()
-    }
-
-
-def _relink_siblings(root: Path, kind: str, slug: str, siblings: set[str]) -> None:
-    """Rewrite the link line of each sibling page so it links the whole set now on disk.
-    Each page is replaced whole; one that cannot be read or written keeps its old links
-    (the report just written is complete either way)."""
-    for k in siblings:
-        page = root / k / f"{slug}.html"
-        try:
-            text = page.read_text(encoding="utf-8")
-        except (OSError, ValueError):
-            continue
-        block = f"<!--siblings-->{nav_line(k, slug, (siblings - {k}) | {kind}, '../index.html')}"
-        new = _SIBLINGS.sub(lambda _, b=block: b + "<!--/siblings-->", text, count=1)
-        if new != text:
-            try:
-                _atomic_write_all({page: new})
-            except OSError:
-                continue
-
-
-class _Provenance(pydantic.BaseModel):
-    created: str = ""
-
-
-class _Listed(pydantic.BaseModel):
-    """What the index reads of a JSON twin; a file that does not fit is not listed."""
-
-    html: str
-    title: str | None = None
-    kind: str = ""
-    summary: list[str] = []
-    provenance: _Provenance = _Provenance()
-
-
-def _index_row(root: Path, path: Path, doc: Any, pending: set[Path]) -> dict[str, str] | None:
-    """The index row of the twin at `path`, or None: not a twin, or its page is missing or
-    outside `root` (the index links only to reports inside it)."""
-    try:
-        d = _Listed.model_validate(doc)
-    except pydantic.ValidationError:
-        return None
-    html = path.parent / d.html
-    try:
-        href = html.resolve().relative_to(root.resolve())
-    except (OSError, ValueError):
-        return None
-    if html not in pending and not html.is_file():
-        return None
-    return {
-        "href": href.as_posix(),
-        "title": path.stem if d.title is None else d.title,
-        "kind": d.kind,
-        "created": d.provenance.created,
-        "summary": shorten((d.summary or [""])[0], SUMMARY_CHARS),
-    }
-
-
-def render_index(root: Path, pending: dict[Path, dict[str, Any]] | None = None) -> str:
-    """`<root>/index.html` listing the JSON twins found under `root` and the `pending`
-    ones (path -> twin) about to be written beside them."""
-    pending = pending or {}
-    found = {0: set(root.glob("*.json")), 1: set(root.glob("*/*.json"))}
-    for p in pending:
-        if p.parent == root:
-            found[0].add(p)
-        elif p.parent.parent == root:
-            found[1].add(p)
-    pages = {p.parent / d.get("html", "") for p, d in pending.items()}
-    rows = []
-    for path in sorted(found[0]) + sorted(found[1]):
-        if path in pending:
-            doc: Any = pending[path]
-        else:
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-        row = _index_row(root, path, doc, pages)
-        if row is not None:
-            rows.append(row)
-    return _INDEX.render(rows=rows, style=_STYLE)
-
-
-def refresh_index(root: Path) -> Path:
-    """Rewrite `<root>/index.html` from the JSON twins found under `root`."""
-    index = root / INDEX
-    _atomic_write_all({index: render_index(root)})
-    return index
