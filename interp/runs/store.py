@@ -88,14 +88,16 @@ class Checkpoint:
     def model(self) -> HookedTransformer:
         return self._loaded[0]
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        """meta.json (validated, and checked to belong to this run and step)."""
-        if "_loaded" in self.__dict__:
-            return self._loaded[1]
+    @cached_property
+    def _meta_only(self) -> dict[str, Any]:
         meta = read_meta(self.path / META_FILE)
         check_meta(meta, self.path, self.key)
         return meta.raw
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """meta.json (validated, and checked to belong to this run and step), read once."""
+        return self._loaded[1] if "_loaded" in self.__dict__ else self._meta_only
 
     @property
     def sha256(self) -> str:

@@ -97,7 +97,7 @@ class RunWriter:
     ):
         self.spec, self.key, self.data = spec, spec.key, data
         self.rdir = files.run_dir(spec.key, root)
-        self.root = self.rdir.parent.parent
+        self.root = root
         self.ref = ref_ckpt.model if ref_ckpt is not None else None
         self.ref_sha = ref_ckpt.sha256 if ref_ckpt is not None else None
         self.per_epoch = math.ceil(data.train.n_pairs / spec.hyper.batch_size)
