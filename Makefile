@@ -20,8 +20,8 @@ test-slow: $(STAMP)  ## the slow tests: real training runs
 	$(BIN)/python -m pytest -q -m slow
 
 check: $(STAMP)  ## lint, format, layering contract, fast tests
-	$(BIN)/python -m ruff check interp tests benchmarks analyses
-	$(BIN)/python -m ruff format --check interp tests benchmarks analyses
+	$(BIN)/python -m ruff check interp tests benchmarks analyses examples
+	$(BIN)/python -m ruff format --check interp tests benchmarks analyses examples
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def compute(root: Path) -> AttentionResult:
         return run_attention(
-            opts.a, opts.b, root, opts.examples, opts.progress, opts.exact_threshold
+            opts.a, opts.b, root, opts.examples, opts.progress, opts.exact_threshold, opts
         )
 
     return run_comparison(

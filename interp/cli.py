@@ -28,11 +28,14 @@ from typing import Any, TypeVar
 
 from interp.errors import UserError
 from interp.options import option
+from interp.present.text import not_computable_lines
 from interp.present.write import default_reports_root, ensure_reports, write_report
 from interp.runs.config import DEFAULT_POLICIES
 from interp.runs.ensure import ensure_default_policies
 from interp.runs.files import default_root
+from interp.runs.hf_folder import is_hf_folder
 from interp.runs.provenance import provenance
+from interp.runs.sources import SourceOptions
 
 T = TypeVar("T")
 
@@ -46,12 +49,18 @@ class Folders:
 
 
 @dataclass
-class PairOptions(Folders):
-    """The options of every A-vs-B report command: the two policies and the folders."""
+class PairOptions(SourceOptions, Folders):
+    """The options of every A-vs-B report command: the two policies, where they and the data
+    come from (`interp.runs.sources`), and the folders."""
 
-    a: str = option(DEFAULT_POLICIES[1], help="policy A (the one that goes out of distribution)")
+    a: str = option(
+        DEFAULT_POLICIES[1],
+        help="policy A (the one that goes out of distribution): a run name or a Hugging Face "
+        "model folder",
+    )
     b: str = option(
-        DEFAULT_POLICIES[2], help="policy B (in distribution); 'ref' means A's reference"
+        DEFAULT_POLICIES[2],
+        help="policy B (in distribution): a run name or a folder; 'ref' means A's reference",
     )
 
 
@@ -221,15 +230,22 @@ def run_comparison(
         started = time.time()
         if validate is not None:
             validate()
+        if isinstance(opts, SourceOptions):
+            opts.validate_sources()
         check_folder(root, "--checkpoints")
         created = _new_folders(reports / kind)
         try:
             ensure_reports(reports, kind)
             names = (
-                [n for n in (opts.a, opts.b) if n.strip().lower() != "ref"]
+                [
+                    n
+                    for n in (opts.a, opts.b, getattr(opts, "ref", None))
+                    if n and n.strip().lower() != "ref"
+                ]
                 if policies is None
                 else list(policies)
             )
+            names = [n for n in names if not is_hf_folder(n)]  # folders are never trained
             ensure_default_policies(names, root)
             res = compute(root)
             prov = provenance(
@@ -242,7 +258,7 @@ def run_comparison(
                     folder.rmdir()
             raise
         print(path)
-        for line in summary(res):
+        for line in summary(res) + not_computable_lines(getattr(res, "not_computable", {})):
             print("- " + line)
         return 0
 

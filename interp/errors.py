@@ -36,3 +36,11 @@ class ArchitectureMismatch(UserError):
 
 class TrainingDiverged(UserError):
     """A non-finite loss; the checkpoints saved before it are kept."""
+
+
+class DataError(UserError):
+    """A preference data file that cannot be read as (prompt, chosen, rejected) rows."""
+
+
+class UnsupportedModel(UserError):
+    """A Hugging Face model folder of an architecture (or variant) the suite cannot load."""

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         opts,
         "geometry",
-        lambda root: run_geometry(opts.a, opts.b, root, opts.exact_threshold, opts.progress),
+        lambda root: run_geometry(opts.a, opts.b, root, opts.exact_threshold, opts.progress, opts),
         build_report,
         findings,
         opts.validate,

@@ -15,7 +15,11 @@ The tokenizer is also what makes `generate`'s key/value cache work: with a token
 it; without one, TransformerLens 3.9 slices `W_pos[past : past + whole sequence]` at every
 step after the first, which runs off the end of `n_ctx` (a shape error). No BOS: the
 tasks have none, so `cfg.default_prepend_bos` is False and `to_tokens("305=")` is exactly
-the task's ids.
+the task's ids. A Hugging Face folder's tokenizer may prepend a BOS itself (Llama's does);
+then `to_tokens` keeps it, as the model was trained with it.
+
+Hugging Face weights become TransformerLens weights through TransformerLens's own
+conversion functions (`convert_hf_weights`), never a copy of them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ import torch
 from transformer_lens import ActivationCache, HookedTransformer, HookedTransformerConfig, patching
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.hook_points import HookPoint
+from transformer_lens.pretrained.weight_conversions import (
+    convert_gpt2_weights,
+    convert_llama_weights,
+    convert_neox_weights,
+)
 from transformer_lens.utilities import get_act_name
 from transformers import PreTrainedTokenizerBase
 
@@ -37,6 +46,8 @@ __all__ = [
     "HookedTransformer",
     "HookedTransformerConfig",
     "attach_tokenizer",
+    "convert_hf_weights",
+    "HF_ARCHITECTURES",
     "get_act_name",
     "KVCache",
     "new_model",
@@ -58,16 +69,43 @@ def new_model(cfg: HookedTransformerConfig) -> HookedTransformer:
 
 
 def attach_tokenizer(model: HookedTransformer, tokenizer: PreTrainedTokenizerBase) -> None:
-    """In place: give `model` a tokenizer that adds no BOS (and pads on the right).
+    """In place: give `model` a tokenizer that pads on the right and adds either nothing
+    (the tasks' tokenizers: `to_tokens` adds no BOS) or only its own BOS in front (Llama's:
+    `to_tokens` keeps it, `prepend_bos=False` drops it).
 
     Not through `model.set_tokenizer`: it would make EOS the BOS token of a tokenizer that
     has none, and on a second model try to reload the (shared) tokenizer from the Hugging
     Face hub by name to get one "with BOS"."""
-    if tokenizer.padding_side != "right" or len(tokenizer.encode("")) > 0:
-        raise ValueError("the tokenizer must pad on the right and add no BOS")
+    added = tokenizer.encode("")
+    bos = tokenizer.bos_token_id
+    if tokenizer.padding_side != "right" or not (
+        added == [] or (bos is not None and added == [bos])
+    ):
+        raise ValueError("the tokenizer must pad on the right and add no token but a BOS")
+    prepends = bool(added)
     model.tokenizer = tokenizer
-    model.cfg.tokenizer_prepends_bos = False
-    model.cfg.default_prepend_bos = False
+    model.cfg.tokenizer_prepends_bos = prepends
+    model.cfg.default_prepend_bos = prepends
+
+
+_CONVERTERS = {
+    "gpt2": convert_gpt2_weights,
+    "gpt_neox": convert_neox_weights,
+    "llama": convert_llama_weights,
+}
+
+
+def convert_hf_weights(
+    architecture: str, hf_model: torch.nn.Module, cfg: HookedTransformerConfig
+) -> dict[str, torch.Tensor]:
+    """A Hugging Face causal LM's weights as a HookedTransformer state dict (raw: no
+    folding or centering), by TransformerLens's converter for `architecture` (a config
+    `model_type`: one of `HF_ARCHITECTURES`). Grouped-query K/V come out once per KV head
+    as `_W_K`/`_W_V`/`_b_K`/`_b_V`; buffers (masks, rotary tables) are not in it."""
+    return _CONVERTERS[architecture](hf_model, cfg)
+
+
+HF_ARCHITECTURES = tuple(_CONVERTERS)
 
 
 def new_kv_cache(model: HookedTransformer, batch_size: int) -> KVCache:

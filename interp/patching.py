@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         opts,
         "patching",
-        lambda root: run_patching(opts.a, opts.b, root, opts),
+        lambda root: run_patching(opts.a, opts.b, root, opts, opts),
         build_report,
         findings,
         opts.validate,

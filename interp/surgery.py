@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         opts,
         "surgery",
-        lambda root: run_surgery(opts.a, opts.b, root, opts, opts.progress),
+        lambda root: run_surgery(opts.a, opts.b, root, opts, opts.progress, opts),
         build_report,
         summary_lines,
         opts.validate,

@@ -32,6 +32,7 @@ DATA_KEYS = [
     "examples",
     "trajectory",
     "checkpoints",
+    "not_computable",
     "findings",
 ]
 
@@ -55,8 +56,8 @@ def test_identity_inputs():
     assert inputs.parts == ["hundreds", "tens", "units", "=", "response"]
     assert inputs.n_prompt == 4
     assert inputs.tokens[0].tolist() == [3, 0, 5, 10, 3, 0, 5]
-    with pytest.raises(ValueError):
-        identity_inputs(SWEEP, torch.tensor([5, 123]))
+    # only the prompts of the most common (prompt, response) length line up
+    assert identity_inputs(SWEEP, torch.tensor([5, 123, 456])).prompts.tolist() == [123, 456]
     assert modal_prompts(SWEEP, torch.tensor([5, 12, 34, 56])).tolist() == [12, 34, 56]
 
 

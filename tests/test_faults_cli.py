@@ -74,14 +74,14 @@ def test_a_and_b_of_other_architectures_are_refused(two_layer_root, tmp_path, ca
 def test_a_and_its_reference_of_other_architectures_are_refused(two_layer_root):
     from interp.analysis.interventions import check_pair
     from interp.errors import ArchitectureMismatch
-    from interp.runs.store import Comparison, find_run
+    from interp.runs.sources import SourceOptions, resolve
 
-    a, b, other_ref = (
-        find_run(n, two_layer_root) for n in ("tiny/beta0.1", "tiny/beta1.0", "tiny/ref-s1")
-    )
+    def pair(ref: str):
+        return resolve("tiny/beta0.1", "tiny/beta1.0", two_layer_root, SourceOptions(ref=ref))
+
     with pytest.raises(ArchitectureMismatch, match="its reference tiny/ref-s1"):
-        check_pair(Comparison(a, b, other_ref))
-    assert set(check_pair(Comparison(a, b, find_run("tiny/ref", two_layer_root)))) == {
+        check_pair(pair("tiny/ref-s1"))
+    assert set(check_pair(pair("tiny/ref"))) == {
         "ref",
         "A",
         "B",

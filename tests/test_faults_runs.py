@@ -26,8 +26,9 @@ from interp.runs.ensemble import resume_groups, train_ensemble
 from interp.runs.files import run_dir, sha256_file, step_dirname, write_json
 from interp.runs.locks import lock_path
 from interp.runs.names import PolicyKey
+from interp.runs.sources import resolve
 from interp.runs.steps import load_optimizer_state, load_weights, save_checkpoint
-from interp.runs.store import find_run, load, policies, resolve_pair
+from interp.runs.store import find_run, load, policies
 from interp.runs.trainer import train_run
 
 from .conftest import TINY_MODEL
@@ -209,7 +210,7 @@ def test_run_json_without_reference_names_the_file(root):
     del info["reference"]
     path.write_text(json.dumps(info))
     with pytest.raises(CheckpointError) as e:
-        resolve_pair("tiny/beta0.1", "tiny/beta1.0", root)
+        resolve("tiny/beta0.1", "tiny/beta1.0", root)
     assert "reference: Field required" in one_line(e) and str(path) in str(e.value)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import interp.analysis.geometry.result as geometry_result
+import interp.runs.sources as sources
 from interp.analysis.geometry import (
     ches,
     displacement_point,
@@ -42,6 +42,7 @@ TWIN_KEYS = [
     "mass",
     "exact_threshold",
     "checkpoints",
+    "not_computable",
     "findings",
 ]
 DISPLACEMENT_KEYS = [
@@ -219,9 +220,7 @@ def test_without_a_judge_the_ood_numbers_are_not_computable():
 
 
 def test_run_geometry_without_a_judge(tiny_root, monkeypatch):
-    monkeypatch.setattr(
-        geometry_result, "make_dataset", lambda preset, seed: UNJUDGED.dataset(seed)
-    )
+    monkeypatch.setattr(sources, "make_dataset", lambda preset, seed: UNJUDGED.dataset(seed))
     res = run_geometry("tiny/beta0.1", "tiny/beta1.0", tiny_root, 1e-2, progress=False)
     assert res.tokens == [str(d) for d in range(10)] + ["."]
     for who in ("A", "B"):

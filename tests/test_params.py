@@ -11,16 +11,61 @@ from interp.core.params import (
     weight_delta,
 )
 from interp.errors import UnknownGroup
+from interp.lens import HookedTransformerConfig
 
 SPECS = [ModelSpec(), ModelSpec(n_layers=2, d_model=32, n_heads=2, d_mlp=32)]
 
+# The layouts TransformerLens gives the Hugging Face architectures the suite converts
+# (interp.runs.hf_folder): the same configs its conversion builds, at toy size.
+_TINY = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=20, n_ctx=16)
+ARCHITECTURES = {
+    "gpt2": HookedTransformerConfig(**_TINY, act_fn="gelu_new", normalization_type="LN"),
+    "gpt_neox": HookedTransformerConfig(
+        **_TINY,
+        act_fn="gelu",
+        normalization_type="LN",
+        positional_embedding_type="rotary",
+        rotary_dim=4,
+        parallel_attn_mlp=True,
+    ),
+    "llama-gqa": HookedTransformerConfig(
+        **_TINY,
+        act_fn="silu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=8,
+        gated_mlp=True,
+        final_rms=True,
+        n_key_value_heads=2,
+    ),
+}
 
-@pytest.mark.parametrize("spec", SPECS, ids=["case-study", "2-layer"])
-def test_every_partition_covers_every_parameter_exactly_once(spec):
-    m = build_model(spec)
-    for name, groups in partitions(m).items():
+
+def _models():
+    yield from ((f"spec-{i}", build_model(s)) for i, s in enumerate(SPECS))
+    yield from ((k, build_model(cfg)) for k, cfg in ARCHITECTURES.items())
+
+
+@pytest.mark.parametrize("name,m", list(_models()), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_partition_covers_every_parameter_exactly_once(name, m):
+    for pname_, groups in partitions(m).items():
         for pname, count in coverage(m, groups).items():
-            assert (count == 1).all(), (name, pname, count.unique())
+            assert (count == 1).all(), (name, pname_, pname, count.unique())
+
+
+def test_grouped_query_attention_groups():
+    m = build_model(ARCHITECTURES["llama-gqa"])
+    g = all_groups(m)
+    head = {(s.param, s.head) for s in g["L1H3"].slices}
+    assert head == {("blocks.1.attn.W_Q", 3), ("blocks.1.attn.b_Q", 3), ("blocks.1.attn.W_O", 3)}
+    kv = {(s.param, s.head) for s in g["L1KV1"].slices}
+    assert kv == {(f"blocks.1.attn._{w}", 1) for w in ("W_K", "W_V", "b_K", "b_V")}
+    assert {s.param for s in g["L1KV1.qk"].slices} == {"blocks.1.attn._W_K", "blocks.1.attn._b_K"}
+    assert "blocks.0.mlp.W_gate" in {s.param for s in g["mlp"].slices}
+    parts = partitions(m)
+    assert "pos" not in parts["circuits"]  # rotary: no positional parameters
+    assert parts["heads"][8:12] == ["L0KV0", "L0KV1", "L1KV0", "L1KV1"]
+    assert "L0KV0" not in all_groups(build_model(ARCHITECTURES["gpt_neox"]))
 
 
 def test_a_broken_partition_is_caught():

@@ -163,13 +163,16 @@ def test_a_task_without_judge_or_places_is_not_computable(ab):
     task = Opaque("opaque", s_min=100, s_max=500, window=10, test_fraction=0.5)
     prompts = torch.tensor([305, 123, 480])
     assert within_pairs(task, prompts) is None
-    assert divergence(a, b, task, prompts) is None
+    div = divergence(a, b, task, prompts)  # without a judge: the prompts where A's answer ≠ B's
+    ga, gb = (greedy(m, task, prompts, task.max_new_tokens) for m in (a, b))
+    differ = [i for i in range(3) if ga.text(task, i) != gb.text(task, i)]
+    assert not div.judged and div.rows == differ
     res = PatchingResult(
         a="A", b="B", ref="ref", cross=None, within=None,
         checks=engine_checks(a, b, TOKENS), checkpoints=[], judged=False,
     )  # fmt: skip
     found = findings(res)
-    assert len(found) == 2 and all("not computable" in f for f in found)
+    assert len(found) == 2 and "same greedy answer" in found[0] and "not computable" in found[1]
     report = build_report(res, {})
     assert report.data["cross"] is None and report.data["within"] is None
     assert report.data["findings"] == found

@@ -28,7 +28,7 @@ task without one leaves `examples` None: not computable).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -38,15 +38,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.analysis.interventions import check_pair
-from interp.core.data import modal_prompts
-from interp.core.numberline import get_task, make_dataset
+from interp.core.data import Dataset, modal_prompts
+from interp.core.numberline import get_task
 from interp.core.sampling import EXACT_THRESHOLD, greedy
 from interp.core.task import Task
 from interp.errors import UserError
 from interp.lens import HookedTransformer
 from interp.runs.evaluations import evaluation
 from interp.runs.names import DEFAULT_PRESET
-from interp.runs.store import Checkpoint, CheckpointRef, Run, find_run, resolve_pair
+from interp.runs.sources import FolderPolicy, SourceOptions, resolve
+from interp.runs.store import Checkpoint, CheckpointRef, Run, find_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,24 +131,26 @@ class IdentityInputs:
 
 
 def identity_inputs(task: Task, prompts: Int[Tensor, " batch"]) -> IdentityInputs:
-    """Prompt + reference response tokens (EOS dropped) and the task's position labels;
-    the prompts must give inputs of one length (see `modal_prompts`)."""
+    """Prompt + teacher-forced response tokens (`Task.teacher_response`, EOS dropped) and the
+    task's position labels, for the prompts whose prompt and response lengths are the most
+    common pair (all of them on the number line, whose answers have the prompt's length),
+    so that positions line up across prompts."""
     rows = []
     for s in prompts.tolist():
-        y = task.reference_response(s)
+        y = task.teacher_response(s)
         if y is None:
             raise UserError(
-                f"the {task.name} task knows no reference response for prompt {s}; the "
-                "attention analysis runs every model on prompt + reference response"
+                f"the {task.name} task knows no response to teacher-force after prompt {s}; "
+                "the attention analysis runs every model on prompt + response"
             )
         rows.append((task.prompt_ids(s), task.response_ids(y)[:-1]))  # response_ids ends in EOS
-    shapes = {(len(p), len(r)) for p, r in rows}
-    if len(shapes) != 1:
-        raise ValueError("identity_inputs needs prompts whose inputs have one token length")
-    n_prompt, n_response = shapes.pop()
+    shapes = [(len(p), len(r)) for p, r in rows]
+    n_prompt, n_response = max(set(shapes), key=lambda x: (shapes.count(x), -shapes.index(x)))
+    keep = [i for i, x in enumerate(shapes) if x == (n_prompt, n_response)]
+    prompts = prompts[torch.tensor(keep)]
     return IdentityInputs(
         prompts=prompts,
-        tokens=torch.tensor([p + r for p, r in rows]),
+        tokens=torch.tensor([rows[i][0] + rows[i][1] for i in keep]),
         labels=task.position_labels(int(prompts[0]), n_response),
         n_prompt=n_prompt,
     )
@@ -251,6 +254,7 @@ class AttentionResult:
     examples: list[Example] | None  # None: the task has no judge (not computable)
     trajectory: dict[Role, Trajectory]  # "A" and "B"
     checkpoints: list[CheckpointRef]  # every model used
+    not_computable: dict[str, str] = field(default_factory=dict)  # metric -> why not
 
     def to_json(self, findings: list[str]) -> dict[str, object]:
         """The report's `data`: every field, and the findings prose of the page."""
@@ -267,12 +271,14 @@ class AttentionResult:
             "examples": None if self.examples is None else [e.to_json() for e in self.examples],
             "trajectory": {k: v.to_json() for k, v in self.trajectory.items()},
             "checkpoints": self.checkpoints,
+            "not_computable": self.not_computable,
             "findings": findings,
         }
 
 
 def run_trajectory(
-    run: Run,
+    run: Run | FolderPolicy,
+    data: Dataset,
     inputs: IdentityInputs,
     ref: Checkpoint,
     ref_patterns: Float[Tensor, "batch layer head_index query_pos key_pos"],
@@ -280,8 +286,8 @@ def run_trajectory(
     desc: str,
     progress: bool,
 ) -> tuple[Trajectory, list[Checkpoint]]:
-    """Head stats of every saved checkpoint of a run on `inputs`, and the checkpoints."""
-    data = make_dataset(run.key.preset, run.key.seed)
+    """Head stats of every saved checkpoint of a run on `inputs`, and the checkpoints
+    (their kl_exact and OOD rate on `data`'s test split)."""
     ckpts = run.trajectory()
     stats, metrics = [], []
     for c in tqdm(ckpts, desc=desc, disable=None if progress else True, leave=False):
@@ -332,14 +338,15 @@ def run_attention(
     n_examples: int = 3,
     progress: bool = True,
     exact_threshold: float = EXACT_THRESHOLD,
+    sources: SourceOptions | None = None,
 ) -> AttentionResult:
     """Attention of ref, A and B on A's test prompts, and its drift along both
     trajectories. `exact_threshold` is the one kl_exact of the trajectories is read (or
-    recomputed) at."""
-    pair = resolve_pair(a, b, root)
+    recomputed) at; `sources` says where the policies and data come from."""
+    pair = resolve(a, b, root, sources)
     final = check_pair(pair)
     ref_ck = final["ref"]
-    data = make_dataset(pair.a.key.preset, pair.a.key.seed)
+    data = pair.dataset
     task = data.task
     inputs = identity_inputs(task, modal_prompts(task, data.test.prompts))
     ref_p = patterns(ref_ck.model, inputs.tokens)
@@ -348,7 +355,7 @@ def run_attention(
     trajectory: dict[Role, Trajectory] = {}
     for who, run in (("A", pair.a), ("B", pair.b)):
         trajectory[who], ckpts = run_trajectory(
-            run, inputs, ref_ck, ref_p, exact_threshold, f"attention {who}", progress
+            run, data, inputs, ref_ck, ref_p, exact_threshold, f"attention {who}", progress
         )
         used += ckpts
 
@@ -371,4 +378,5 @@ def run_attention(
         examples=ood_examples(task, inputs, models, pats, n_examples),
         trajectory=trajectory,
         checkpoints=[c.ref for c in used],
+        not_computable=pair.not_computable,
     )

@@ -35,7 +35,7 @@ from interp.core.model import build_model, config_to_dict, same_architecture
 from interp.core.params import Group, resolve_groups
 from interp.errors import ArchitectureMismatch
 from interp.lens import ActivationCache, HookedTransformer, get_act_name, patching
-from interp.runs.store import Checkpoint, Comparison
+from interp.runs.sources import Comparison
 
 Groups = Group | str | Iterable[Group | str]
 
@@ -52,7 +52,7 @@ def check_compatible(a: HookedTransformer, b: HookedTransformer, what: str = "A 
         )
 
 
-def check_pair(pair: Comparison) -> dict[str, Checkpoint]:
+def check_pair(pair: Comparison) -> dict[str, Any]:
     """The final checkpoints of A's reference, A and B (keys "ref", "A", "B"), after
     checking that the three share one architecture: every A-vs-B analysis that runs one
     policy's parameters or activations beside another's calls this first, so a mismatch

@@ -107,8 +107,9 @@ def evaluate(
     exact_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The checkpoint evaluation: greedy OOD rate and Error on the split's prompts; with a
-    reference, kl_greedy, and with β also Acc and Margin on the split's pairs. With
-    `exact_threshold`, also ood_mass, exact_residual and (with a reference) kl_exact.
+    reference, kl_greedy and Acc, and with β also Margin, on the split's pairs. With
+    `exact_threshold`, also ood_mass, exact_residual and (with a reference) kl_exact —
+    None for a task whose response space is too large to enumerate (`Task.enumerable`).
 
     `ref_seq_logps` (`split_logprobs(ref, split)`) may be passed in to avoid recomputing
     the reference's side at every checkpoint.
@@ -128,13 +129,15 @@ def evaluate(
     }
     if ref is not None:
         out["kl_greedy"] = float(greedy_kl(model, ref, task, resp).mean())
-        if beta is not None:
-            if ref_seq_logps is None:
-                ref_seq_logps = split_logprobs(ref, split)
-            r_w, r_l = pair_rewards(seq_lp, ref_seq_logps, split, beta)
-            out["acc"] = float((r_w > r_l).double().mean())
-            out["margin"] = float((r_w - r_l).double().mean())
-    if exact_threshold is not None:
+        if ref_seq_logps is None:
+            ref_seq_logps = split_logprobs(ref, split)
+        # Acc does not depend on β (> 0): without one it is read off the log-ratios
+        r_w, r_l = pair_rewards(seq_lp, ref_seq_logps, split, 1.0 if beta is None else beta)
+        out["acc"] = float((r_w > r_l).double().mean())
+        out["margin"] = None if beta is None else float((r_w - r_l).double().mean())
+    if exact_threshold is not None and not task.enumerable:
+        out |= {"kl_exact": None, "exact_residual": None, "ood_mass": None}
+    elif exact_threshold is not None:
         scorers = [ref] if ref is not None else []
         tree = enumerate_responses(
             model, task, split.prompts, task.max_new_tokens, exact_threshold, score_with=scorers

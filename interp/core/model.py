@@ -157,7 +157,32 @@ def build_model(
 
 
 def same_architecture(a: HookedTransformer, b: HookedTransformer) -> bool:
-    return config_to_dict(a.cfg) == config_to_dict(b.cfg)
+    """Same config fields and the same parameter names and shapes (which also tells apart
+    architectures the config fields above do not describe: gated MLPs, grouped K/V heads)."""
+    shapes_a = {n: tuple(p.shape) for n, p in a.named_parameters()}
+    shapes_b = {n: tuple(p.shape) for n, p in b.named_parameters()}
+    return config_to_dict(a.cfg) == config_to_dict(b.cfg) and shapes_a == shapes_b
+
+
+# What `--dtype` may ask for; the suite trains and stores float32.
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def place_(
+    model: HookedTransformer, device: str = "cpu", dtype: str = "float32"
+) -> HookedTransformer:
+    """In place: the model's weights on `device` in `dtype`, its config saying so."""
+    if torch.device(model.cfg.device) != torch.device(device):
+        model.to(device)  # TransformerLens's `to` also sets cfg.device (and says so)
+    if model.cfg.dtype != DTYPES[dtype]:
+        model.to(DTYPES[dtype])
+        model.cfg.dtype = DTYPES[dtype]
+    return model
 
 
 def param_count(model: HookedTransformer) -> int:

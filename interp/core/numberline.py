@@ -204,6 +204,10 @@ class NumberLine(Task):
             test=Split.from_triples("test", self, test_p, preference_triples(self, test_p)),
         )
 
+    @property
+    def has_judge(self) -> bool:
+        return True
+
     def judge(
         self,
         prompts: Int[Tensor, " batch"],

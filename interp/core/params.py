@@ -12,13 +12,31 @@ Group names, for a model with layers l and heads h:
     L{l}H{h}.qk, L{l}H{h}.ov     that head's QK slices / OV slices
     L{l}.b_O                     layer l's attention output bias (belongs to no single head)
     L{l}.attn, L{l}.mlp          one layer's attention / MLP
+    L{l}KV{g}, .qk, .ov          grouped-query attention only (see below)
 
-Partitions (each covers every parameter entry exactly once; tested):
+Partitions (each covers every parameter entry exactly once; tested per architecture):
 
     attention   attention | non-attention
     circuits    qk | ov | mlp | embed | pos | unembed | ln
-    heads       every L{l}H{h} | every L{l}.b_O | mlp | embed | pos | unembed | ln
-    finest      every L{l}H{h}.qk and .ov | every L{l}.b_O | mlp | embed | pos | unembed | ln
+    heads       every L{l}H{h} | every L{l}KV{g} | every L{l}.b_O | mlp | embed | pos | unembed | ln
+    finest      every L{l}H{h}.qk and .ov | every L{l}KV{g}.qk and .ov | every L{l}.b_O | the rest
+
+Architectures. The same names cover every model TransformerLens builds from the Hugging
+Face folders the suite reads (`interp.runs.hf_folder`): GPT-2 and the suite's own models
+(learned positions, LayerNorm, biases), GPT-NeoX/Pythia (rotary positions: no `pos`), and
+Llama-style models (RMSNorm: LayerNorm weights only; a gated MLP, whose W_gate belongs to
+`mlp`; no biases in the checkpoint, which TransformerLens keeps as zero parameters).
+A group an architecture has no parameters for (`pos` under rotary positions) is left out
+of its partitions.
+
+Grouped-query attention (Llama with fewer key/value heads than query heads): each key and
+value head is shared by n_heads / n_key_value_heads query heads, and TransformerLens keeps
+it once (`_W_K`, `_W_V`, `_b_K`, `_b_V`, [n_key_value_heads, ...]). A query head's group
+`L{l}H{h}` then holds its own slices only (W_Q, b_Q, W_O: `.qk` is its query side, `.ov`
+its output side); the shared key/value head g is its own group `L{l}KV{g}` (`.qk`: _W_K and
+_b_K, `.ov`: _W_V and _b_V), used by query heads g·r … g·r + r − 1 (r = n_heads /
+n_key_value_heads). Swapping one query head therefore leaves the key/value head it reads
+from alone; swapping `L{l}KV{g}` changes what all r query heads attend to and read.
 
 WeightDelta (case study Eq. 7) sums the Frobenius norm of the difference over parameter
 *tensors*; FracWeightDelta(Q) sums it over the tensors or head slices in Q and divides by
@@ -39,6 +57,7 @@ from interp.errors import UnknownGroup
 from interp.lens import HookedTransformer
 
 PER_HEAD = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
+SHARED_KV = ("_W_K", "_W_V", "_b_K", "_b_V")  # grouped-query attention: per key/value head
 QK = ("W_Q", "W_K", "b_Q", "b_K")
 OV = ("W_V", "W_O", "b_V", "b_O")
 
@@ -87,7 +106,18 @@ def _layer(name: str) -> int:
 
 
 def _leaf(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
+    """The tensor's kind: "W_K" for both blocks.0.attn.W_K and (grouped) blocks.0.attn._W_K."""
+    return name.rsplit(".", 1)[-1].lstrip("_")
+
+
+def _shared_kv(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in SHARED_KV
+
+
+def n_kv_heads(model: HookedTransformer) -> int | None:
+    """Key/value heads per layer under grouped-query attention, else None."""
+    n = model.cfg.n_key_value_heads
+    return n if n is not None and n != model.cfg.n_heads else None
 
 
 def _whole(names: Iterable[str]) -> tuple[Slice, ...]:
@@ -117,25 +147,38 @@ def all_groups(model: HookedTransformer) -> dict[str, Group]:
         add(f"L{l}.attn", _whole(layer_attn))
         add(f"L{l}.mlp", _whole(n for n in names if kind[n] == "mlp" and _layer(n) == l))
         add(f"L{l}.b_O", _whole(n for n in layer_attn if _leaf(n) == "b_O"))
+        per_head = [n for n in layer_attn if _leaf(n) in PER_HEAD and not _shared_kv(n)]
         for h in range(n_heads):
-            per_head = [n for n in layer_attn if _leaf(n) in PER_HEAD]
             add(f"L{l}H{h}", (Slice(n, h) for n in per_head))
             add(f"L{l}H{h}.qk", (Slice(n, h) for n in per_head if _leaf(n) in QK))
             add(f"L{l}H{h}.ov", (Slice(n, h) for n in per_head if _leaf(n) in OV))
+        shared = [n for n in layer_attn if _shared_kv(n)]
+        for kv in range(n_kv_heads(model) or 0):
+            add(f"L{l}KV{kv}", (Slice(n, kv) for n in shared))
+            add(f"L{l}KV{kv}.qk", (Slice(n, kv) for n in shared if _leaf(n) in QK))
+            add(f"L{l}KV{kv}.ov", (Slice(n, kv) for n in shared if _leaf(n) in OV))
     return g
 
 
 def partitions(model: HookedTransformer) -> dict[str, list[str]]:
     """Named partitions of the parameters into groups (see the module docstring)."""
     L, H = range(model.cfg.n_layers), range(model.cfg.n_heads)
+    KV = range(n_kv_heads(model) or 0)
     rest = ["mlp", "embed", "pos", "unembed", "ln"]
     b_o = [f"L{l}.b_O" for l in L]
-    return {
+    kv_heads = [f"L{l}KV{g}" for l in L for g in KV]
+    kv_finest = [f"L{l}KV{g}.{c}" for l in L for g in KV for c in ("qk", "ov")]
+    parts = {
         "attention": ["attention", "non-attention"],
         "circuits": ["qk", "ov", *rest],
-        "heads": [f"L{l}H{h}" for l in L for h in H] + b_o + rest,
-        "finest": [f"L{l}H{h}.{c}" for l in L for h in H for c in ("qk", "ov")] + b_o + rest,
+        "heads": [f"L{l}H{h}" for l in L for h in H] + kv_heads + b_o + rest,
+        "finest": [f"L{l}H{h}.{c}" for l in L for h in H for c in ("qk", "ov")]
+        + kv_finest
+        + b_o
+        + rest,
     }
+    groups = all_groups(model)
+    return {k: [g for g in v if groups[g].slices] for k, v in parts.items()}
 
 
 def resolve_groups(model: HookedTransformer, names: Iterable[str]) -> list[Group]:

@@ -28,6 +28,12 @@ from interp.core.tokenizer import char_tokenizer
 if TYPE_CHECKING:  # core.data builds on Task; the annotation alone needs Dataset
     from interp.core.data import Dataset
 
+# The most response tokens for which a task's response tree may be enumerated (kl_exact,
+# where-the-mass-goes tables): the number line has 11; a BPE vocabulary (tens of thousands)
+# branches too widely for enumeration to cover the mass, so analyses report those metrics
+# as not computable instead.
+MAX_ENUMERABLE_VOCAB = 64
+
 
 @dataclass(frozen=True)
 class Judgement:
@@ -91,9 +97,27 @@ class Task(ABC):
         """The tokens a response may contain (EOS included)."""
         return tuple(i for i in range(len(self.vocab)) if i != self.pad)
 
+    @property
+    def enumerable(self) -> bool:
+        """Whether the response space is small enough to enumerate (at most
+        `MAX_ENUMERABLE_VOCAB` response tokens); when False, say "kl_exact not computable:
+        the response space is too large to enumerate"."""
+        return len(self.response_tokens) <= MAX_ENUMERABLE_VOCAB
+
+    @property
+    def has_judge(self) -> bool:
+        """Whether `judge` answers (OOD rate, Error and OOD mass are computable)."""
+        return False
+
     def reference_response(self, prompt: int) -> int | None:
         """The key of the response a perfect policy gives, if the task knows one."""
         return None
+
+    def teacher_response(self, prompt: int) -> int | None:
+        """The response analyses teacher-force after the prompt (attention maps, patching
+        probes): the reference response where the task knows one (a task of preference
+        pairs answers with the prompt's first preferred response)."""
+        return self.reference_response(prompt)
 
     def position_labels(self, prompt: int, n_response: int) -> list[str]:
         """Names of the positions of the prompt followed by `n_response` response tokens."""

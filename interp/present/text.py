@@ -71,3 +71,12 @@ def shorten(text: str, limit: int = 300) -> str:
 def seeds_label(n: int) -> str:
     """ "1 seed", "5 seeds"."""
     return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def not_computable_lines(reasons: dict[str, str]) -> list[str]:
+    """One sentence per reason: the metrics a comparison could not compute, and why
+    (`interp.runs.sources.Comparison.not_computable`), for a page's opening section."""
+    by_reason: dict[str, list[str]] = {}
+    for metric, why in reasons.items():
+        by_reason.setdefault(why, []).append(metric)
+    return [f"Not computable here: {', '.join(ms)} ({why})." for why, ms in by_reason.items()]

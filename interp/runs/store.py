@@ -20,9 +20,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from interp.core.model import place_
 from interp.core.numberline import get_task
 from interp.core.task import Task
-from interp.errors import CheckpointError, PolicyNotFound, UserError
+from interp.errors import CheckpointError, PolicyNotFound
 from interp.lens import HookedTransformer, attach_tokenizer
 from interp.runs.files import (
     LOG_FILE,
@@ -37,7 +38,7 @@ from interp.runs.files import (
     saved_steps,
     step_dirname,
 )
-from interp.runs.names import REF, PolicyKey, parse_policy, policy_sort_key
+from interp.runs.names import PolicyKey, parse_policy, policy_sort_key
 from interp.runs.schema import RunFile
 from interp.runs.steps import check_meta, drop_optimizer_state, load_weights
 
@@ -64,6 +65,8 @@ class Checkpoint:
     policy: str
     step: int
     path: Path
+    device: str = "cpu"  # where `.model` is put, in which dtype (stored weights are float32)
+    dtype: str = "float32"
 
     @property
     def key(self) -> PolicyKey:
@@ -80,6 +83,7 @@ class Checkpoint:
     @cached_property
     def _loaded(self) -> tuple[HookedTransformer, dict[str, Any]]:
         model, meta = load_weights(self.path, self.key)
+        place_(model, self.device, self.dtype)
         attach_tokenizer(model, self.task.hf_tokenizer())
         model.cfg.model_name = self.name
         return model, meta
@@ -118,6 +122,8 @@ class Run:
 
     key: PolicyKey
     path: Path
+    device: str = "cpu"  # where its checkpoints' models are put, and in which dtype
+    dtype: str = "float32"
 
     @property
     def name(self) -> str:
@@ -165,10 +171,13 @@ class Run:
                 f"policy {self.name} has no step {step}; {_nearest(steps, step)} "
                 f"(saved steps: {_compact(steps)}; step=-1 is the last)"
             )
-        return Checkpoint(self.name, step, self.path / step_dirname(step))
+        return Checkpoint(self.name, step, self.path / step_dirname(step), self.device, self.dtype)
 
     def trajectory(self) -> list[Checkpoint]:
-        return [Checkpoint(self.name, s, self.path / step_dirname(s)) for s in self.steps()]
+        return [
+            Checkpoint(self.name, s, self.path / step_dirname(s), self.device, self.dtype)
+            for s in self.steps()
+        ]
 
     def log(self) -> dict[str, list]:
         p = self.path / LOG_FILE
@@ -251,29 +260,6 @@ def find_run(name: str | PolicyKey, root: Path | None = None) -> Run:
         + ", ".join(str(r.path) for r in matches)
         + "; remove the duplicate run folders"
     )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Two finished runs to compare, and A's reference."""
-
-    a: Run
-    b: Run
-    ref: Run
-
-
-def resolve_pair(a: str, b: str, root: Path | None = None) -> Comparison:
-    """Policy A (a finished preference run), policy B (any finished run; `ref` means A's
-    reference, whatever A's preset and seed) and A's reference."""
-    a_run = find_run(a, root)
-    if a_run.key.is_ref:
-        raise UserError(f"A must be a preference run, not the reference {a_run.name}")
-    ref_run = find_run(a_run.key.reference, root)
-    b_run = ref_run if b.strip().lower() == REF else find_run(b, root)
-    for r in (a_run, b_run, ref_run):
-        if not r.complete:
-            raise UserError(f"policy {r.name} is unfinished; resume it with python -m interp.train")
-    return Comparison(a_run, b_run, ref_run)
 
 
 def load_checkpoint(name: str, step: int | None = None, root: Path | None = None) -> Checkpoint:

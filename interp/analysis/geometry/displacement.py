@@ -80,6 +80,8 @@ def displacement_point(
     task = split.task
     lp = split_logprobs(model, split)
     chosen, rejected = float(lp[split.chosen].mean()), float(lp[split.rejected].mean())
+    if not (task.enumerable and task.has_judge):  # no OOD mass to find: not computable
+        return DisplacementPoint(step, chosen, rejected, None, None, None, None)
     tree = enumerate_responses(model, task, split.prompts, task.max_new_tokens, exact_threshold)
     ood = ood_leaves(tree, task)
     if ood is None:

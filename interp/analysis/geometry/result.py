@@ -12,7 +12,7 @@ fixed.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +34,15 @@ from interp.analysis.geometry.hidden_similarity import (
 from interp.analysis.geometry.token_geometry import (
     Gram,
     SingleToken,
+    geometry_tokens,
     gram,
     single_token,
     unembedding,
 )
-from interp.core.numberline import make_dataset
 from interp.core.sampling import EXACT_THRESHOLD, enumerate_responses
 from interp.core.scoring import split_logprobs
-from interp.runs.store import CheckpointRef, resolve_pair
+from interp.runs.sources import SourceOptions, resolve
+from interp.runs.store import CheckpointRef
 
 
 @dataclass
@@ -61,6 +62,7 @@ class GeometryResult:
     mass: dict[str, dict[str, float]]  # ref / A / B -> response kind -> mean probability
     exact_threshold: float
     checkpoints: list[CheckpointRef]
+    not_computable: dict[str, str] = field(default_factory=dict)  # metric -> why not
 
     def to_json(self, findings: list[str]) -> dict[str, Any]:
         """The report's `data`, in the layout of its JSON twin; `findings` is the page's
@@ -85,6 +87,7 @@ class GeometryResult:
             "mass": {who: dict(m) for who, m in self.mass.items()},
             "exact_threshold": self.exact_threshold,
             "checkpoints": self.checkpoints,
+            "not_computable": self.not_computable,
             "findings": list(findings),
         }
 
@@ -95,16 +98,18 @@ def run_geometry(
     root: Path | None = None,
     exact_threshold: float = EXACT_THRESHOLD,
     progress: bool = True,
+    sources: SourceOptions | None = None,
 ) -> GeometryResult:
-    pair = resolve_pair(a, b, root)
+    pair = resolve(a, b, root, sources)
     ref_ck = pair.ref.checkpoint()
     ref = ref_ck.model
     models = {"A": pair.a.checkpoint().model, "B": pair.b.checkpoint().model}
     everyone = {"ref": ref} | models
-    data = make_dataset(pair.a.key.preset, pair.a.key.seed)
+    data = pair.dataset
     train, task = data.train, data.task
 
-    W = {k: unembedding(m, task.response_tokens) for k, m in everyone.items()}
+    tokens = geometry_tokens(train)
+    W = {k: unembedding(m, tokens) for k, m in everyone.items()}
     scores = ches_scores(ref, train)
     ref_seq = split_logprobs(ref, train)
     change = {k: (split_logprobs(m, train) - ref_seq)[train.chosen] for k, m in models.items()}
@@ -122,17 +127,22 @@ def run_geometry(
             disp[who].append(displacement_point(c.model, train, c.step, exact_threshold))
             used.append(c)
 
-    mass = {
-        k: mass_by_kind(
-            enumerate_responses(m, task, train.prompts, task.max_new_tokens, exact_threshold), task
-        )
-        for k, m in everyone.items()
-    }
+    mass = (
+        {
+            k: mass_by_kind(
+                enumerate_responses(m, task, train.prompts, task.max_new_tokens, exact_threshold),
+                task,
+            )
+            for k, m in everyone.items()
+        }
+        if task.enumerable
+        else {}
+    )
     return GeometryResult(
         a=pair.a.name,
         b=pair.b.name,
         ref=pair.ref.name,
-        tokens=[task.vocab[t] for t in task.response_tokens],
+        tokens=[task.token_text([t]) for t in tokens],
         unembedding={k: gram(w) for k, w in W.items()},
         unembedding_shift={k: (W[k] - W["ref"]).norm(dim=1) for k in models},
         single=single_token(ref, models, train),
@@ -150,4 +160,5 @@ def run_geometry(
         mass=mass,
         exact_threshold=exact_threshold,
         checkpoints=[c.ref for c in used],
+        not_computable=pair.not_computable,
     )

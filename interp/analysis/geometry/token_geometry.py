@@ -119,13 +119,23 @@ def first_difference(
     return pos - 1, pos - start, w[rows, pos], l[rows, pos]
 
 
+def geometry_tokens(split: Split) -> tuple[int, ...]:
+    """The tokens the geometry is measured over: every response token of an enumerable
+    (small) vocabulary; for a large one (a BPE tokenizer's tens of thousands, whose Gram
+    matrix alone would not fit), the tokens that occur in the split's responses."""
+    task = split.task
+    if task.enumerable:
+        return tuple(task.response_tokens)
+    return tuple(sorted(set(split.tokens[split.response_mask].tolist())))
+
+
 @torch.inference_mode()
 def next_token_logprobs(
     model: HookedTransformer, split: Split, query: Int[Tensor, " n_pairs"]
 ) -> Float[Tensor, "n_pairs n_tokens"]:
     """log π(· | prefix) at each pair's query position, over the response tokens."""
     toks = split.tokens[split.chosen]
-    tokens = list(split.task.response_tokens)
+    tokens = list(geometry_tokens(split))
     out = []
     for t, q in zip(toks.split(2048), query.split(2048)):
         logits = model(t)[torch.arange(len(t)), q].float().log_softmax(-1)
@@ -138,7 +148,7 @@ def single_token(
 ) -> SingleToken:
     """Predicted vs observed changes of the other tokens' log-probabilities (see docstring)."""
     query, k, tok_w, tok_l = first_difference(split)
-    tokens = split.task.response_tokens
+    tokens = geometry_tokens(split)
     W = unembedding(ref, tokens)
     idx = {t: i for i, t in enumerate(tokens)}
     iw = torch.tensor([idx[int(t)] for t in tok_w])

@@ -14,10 +14,14 @@ differs from B's token. Per prompt, at q*:
 - `kl_to_b`: KL(p_B ‖ p) of the next-token distributions (A's own value is the baseline);
 - `fixed`: greedy decoding of A with the patch applied at every step (B's activation
   recomputed on the sequence generated so far) gives an in-distribution answer.
+
+A task without a judge (a preference file) cannot say which answers are OOD; there the
+prompts are those where A's greedy answer differs from B's, and `fixed` means the patched
+greedy answer is B's. Everything else is the same.
 A residual-stream patch at the last layer's `resid_post` replaces everything the model
 computed there, so it yields A's *readout* (final LayerNorm and unembedding) of B's
 stream; it equals B's logits only where A's readout equals B's (tested, and measured on
-every run by the engine checks). A task without a judge makes this part not computable.
+every run by the engine checks).
 """
 
 from __future__ import annotations
@@ -49,6 +53,17 @@ class CrossPatching:
     fixed: Float[Tensor, "site pos batch"]  # 1 where the patched greedy answer is in-distribution
     gap: Float[Tensor, " batch"]  # log p_B(b) − log p_A(b)
     baseline_kl_to_b: Float[Tensor, " batch"]  # KL(p_B ‖ p_A) at the decision position
+    judged: bool = True  # False: prompts where A's answer differs from B's; fixed = B's answer
+
+    @property
+    def selection(self) -> str:
+        """Which prompts were patched, in words."""
+        return "where A is OOD and B is not" if self.judged else "where A's answer is not B's"
+
+    @property
+    def fixed_means(self) -> str:
+        """What a fixed greedy answer is, in words."""
+        return "in-distribution" if self.judged else "B's answer"
 
     @property
     def recovered(self) -> Float[Tensor, "site pos"]:
@@ -157,22 +172,28 @@ def greedy_patched(
 
 @dataclass(frozen=True)
 class Divergence:
-    """Greedy answers of A and B, judged: the rows where A is OOD and B is not."""
+    """Greedy answers of A and B: the rows where A is OOD and B is not (judged), or where
+    A's answer differs from B's (a task without a judge)."""
 
     rows: list[int]
     b_answers: Responses
+    judged: bool = True
+
+
+def _same_answer(x: Responses, y: Responses) -> Tensor:
+    return (x.lengths == y.lengths) & (x.tokens == y.tokens).all(-1)
 
 
 def divergence(
     a: HookedTransformer, b: HookedTransformer, task: Task, prompts: Int[Tensor, " batch"]
-) -> Divergence | None:
-    """The prompts where A's greedy answer is OOD and B's is not; None when the task has
-    no judge (cross-policy patching is then not computable)."""
+) -> Divergence:
+    """The prompts where A's greedy answer is OOD and B's is not; for a task without a
+    judge, those where A's greedy answer is not B's."""
     ga = greedy(a, task, prompts, task.max_new_tokens)
     gb = greedy(b, task, prompts, task.max_new_tokens)
     ja, jb = task.judge(prompts, ga.tokens, ga.lengths), task.judge(prompts, gb.tokens, gb.lengths)
     if ja is None or jb is None:
-        return None
+        return Divergence((~_same_answer(ga, gb)).nonzero().flatten().tolist(), gb, judged=False)
     return Divergence((ja.ood & ~jb.ood).nonzero().flatten().tolist(), gb)
 
 
@@ -184,8 +205,9 @@ def cross_policy(
     div: Divergence,
     max_prompts: int = 64,
 ) -> CrossPatching | None:
-    """Patch B's activations into A on the prompts where A is OOD and B is not (see the
-    module docstring); None when there are no such prompts."""
+    """Patch B's activations into A on the prompts where A is OOD and B is not (or, with no
+    judge, where A's answer is not B's: see the module docstring); None when there are no
+    such prompts."""
     if not div.rows:
         return None
     gb = div.b_answers
@@ -209,11 +231,14 @@ def cross_policy(
     site_list = sites(a)
     grid = patch_grid(a, tokens, b_cache, site_list, decision.metric)  # [site, pos, prompt, 2]
     fixed = torch.zeros(grid.shape[:3])
+    b_sel = Responses(sel, gb.tokens[torch.tensor(picks)], gb.lengths[torch.tensor(picks)])
     for i, s in enumerate(site_list):
         for p in range(tokens.shape[1]):
             resp = greedy_patched(a, b, task, sel, s, p, task.max_new_tokens)
-            verdict = task.judge(sel, resp.tokens, resp.lengths)  # not None: `div` was judged
-            fixed[i, p] = verdict.ood.logical_not().float()
+            if div.judged:
+                fixed[i, p] = task.judge(sel, resp.tokens, resp.lengths).ood.logical_not().float()
+            else:
+                fixed[i, p] = _same_answer(resp, b_sel).float()
     return CrossPatching(
         sites=[s.label for s in site_list],
         positions=task.position_labels(int(sel[0]), tokens.shape[1] - plen),
@@ -224,4 +249,5 @@ def cross_policy(
         fixed=fixed,
         gap=decision.gap,
         baseline_kl_to_b=decision.baseline_kl,
+        judged=div.judged,
     )

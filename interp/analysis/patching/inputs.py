@@ -37,11 +37,14 @@ def without_eos(task: Task, ids: Sequence[int]) -> list[int]:
 
 
 def probe_tokens(task: Task, prompts: Int[Tensor, " batch"]) -> Int[Tensor, "batch pos"]:
-    """Prompts (of one length) followed by their reference answers without EOS, where the
-    task knows them: inputs for the engine checks."""
+    """Prompts (of one length) followed by their teacher-forced answers without EOS, where
+    the task knows them: inputs for the engine checks (the rows of the most common length,
+    when the answers differ in length)."""
     rows = []
     for s in prompts.tolist():
-        answer = task.reference_response(s)
+        answer = task.teacher_response(s)
         forced = [] if answer is None else without_eos(task, task.response_ids(answer))
         rows.append(task.prompt_ids(s) + forced)
-    return torch.tensor(rows)
+    lengths = [len(r) for r in rows]
+    common = max(set(lengths), key=lambda n: (lengths.count(n), -lengths.index(n)))
+    return torch.tensor([r for r in rows if len(r) == common])

@@ -13,7 +13,7 @@ computable for the task (no judge; nothing to corrupt): its field is then None.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ from interp.analysis.patching.cross import CrossPatching, cross_policy, divergen
 from interp.analysis.patching.inputs import probe_tokens, spread
 from interp.analysis.patching.within import PlacePatching, place_patching, within_pairs
 from interp.core.data import modal_prompts
-from interp.core.numberline import make_dataset
 from interp.errors import UserError
 from interp.lens import HookedTransformer
 from interp.options import option, seed_error, seed_option
-from interp.runs.store import CheckpointRef, resolve_pair
+from interp.runs.sources import SourceOptions, resolve
+from interp.runs.store import CheckpointRef
 
 
 @dataclass
@@ -80,11 +80,12 @@ class PatchingResult:
     a: str
     b: str
     ref: str
-    cross: CrossPatching | None  # None: no prompt where A is OOD and B is not, or no judge
+    cross: CrossPatching | None  # None: no prompt where A is OOD and B is not (or A ≠ B)
     within: dict[str, list[PlacePatching]] | None  # ref / A / B -> places; None: not computable
     checks: EngineChecks
     checkpoints: list[CheckpointRef]
-    judged: bool = True  # False: the task has no judge, cross-policy is not computable
+    judged: bool = True  # False: the task has no judge (prompts where A's answer is not B's)
+    not_computable: dict[str, str] = field(default_factory=dict)  # metric -> why not
 
     def to_json(self, findings: list[str]) -> dict[str, Any]:
         """The report's `data`; `findings` are the page's prose (`interp.present.pages`)."""
@@ -99,30 +100,31 @@ class PatchingResult:
             else {who: {p.place: p.to_json() for p in places} for who, places in within.items()},
             "checks": dataclasses.asdict(self.checks),
             "checkpoints": self.checkpoints,
+            "not_computable": self.not_computable,
             "findings": findings,
         }
 
 
 def run_patching(
-    a: str, b: str, root: Path | None = None, settings: PatchingSettings | None = None
+    a: str,
+    b: str,
+    root: Path | None = None,
+    settings: PatchingSettings | None = None,
+    sources: SourceOptions | None = None,
 ) -> PatchingResult:
     """Cross-policy patching of B into A, within-policy patching of ref, A and B, and the
     engine checks, on A's test prompts of the most common length (at most
     `settings.max_prompts` per analysis; corrupting draws seeded with `settings.seed`)."""
     opts = settings or PatchingSettings()
     opts.validate()
-    pair = resolve_pair(a, b, root)
+    pair = resolve(a, b, root, sources)
     cks = check_pair(pair)
     models = {k: c.model for k, c in cks.items()}
-    data = make_dataset(pair.a.key.preset, pair.a.key.seed)
+    data = pair.dataset
     task = data.task
     prompts = modal_prompts(task, data.test.prompts)
     div = divergence(models["A"], models["B"], task, prompts)
-    cross = (
-        None
-        if div is None
-        else cross_policy(models["A"], models["B"], task, prompts, div, opts.max_prompts)
-    )
+    cross = cross_policy(models["A"], models["B"], task, prompts, div, opts.max_prompts)
     pairs = within_pairs(task, prompts[spread(range(len(prompts)), opts.max_prompts)], opts.seed)
     within = None if pairs is None else {k: place_patching(m, pairs) for k, m in models.items()}
     return PatchingResult(
@@ -133,5 +135,6 @@ def run_patching(
         within=within,
         checks=engine_checks(models["A"], models["B"], probe_tokens(task, prompts[:16])),
         checkpoints=[c.ref for c in cks.values()],
-        judged=div is not None,
+        judged=div.judged,
+        not_computable=pair.not_computable,
     )

@@ -116,7 +116,7 @@ class SurgeryResult:
     a: str
     b: str
     ref: str
-    beta: float  # A's β: the implicit reward (Acc, Margin) of every model, B included
+    beta: float | None  # A's β: the implicit reward (Acc, Margin) of every model; None: unknown
     pair: str
     groups: list[str]
     exact_threshold: float
@@ -134,6 +134,7 @@ class SurgeryResult:
     samples: list[Sample]
     checkpoints: list[CheckpointRef]
     claims: list[ClaimCheck] = field(default_factory=list)
+    not_computable: dict[str, str] = field(default_factory=dict)  # metric -> why not
 
     def of(self, variant: Variant) -> Series | None:
         return next((s for s in self.series if s.variant == variant), None)
@@ -154,6 +155,7 @@ class SurgeryResult:
             "b": self.b,
             "ref": self.ref,
             "beta": self.beta,
+            "not_computable": self.not_computable,
             "pair": self.pair,
             "groups": self.groups,
             "exact_threshold": self.exact_threshold,

@@ -44,7 +44,6 @@ from interp.analysis.surgery.result import (
 )
 from interp.core.metrics import evaluate, kl_mc
 from interp.core.model import CASE_STUDY, build_model
-from interp.core.numberline import make_dataset
 from interp.core.params import Group, all_groups, frac_weight_delta, partitions, resolve_groups
 from interp.core.params import weight_delta as weight_delta_of
 from interp.core.sampling import Responses, greedy
@@ -54,7 +53,8 @@ from interp.errors import UnknownGroup, UserError
 from interp.lens import HookedTransformer
 from interp.options import option, seed_error, seed_option
 from interp.runs.evaluations import stored_evaluation
-from interp.runs.store import Checkpoint, resolve_pair
+from interp.runs.sources import SourceOptions, resolve
+from interp.runs.store import Checkpoint
 
 N_SAMPLES = 16  # greedy samples shown
 
@@ -94,11 +94,13 @@ def _group_forms() -> tuple[str, ...]:
     replaced by placeholders (`L0H1.qk` -> `L{l}H{h}.qk`), and `all`."""
     with torch.random.fork_rng(devices=[]):  # building a model seeds torch's generator
         names = all_groups(build_model(CASE_STUDY))
-    return tuple(dict.fromkeys(["all", *map(_group_form, names)]))
+    kv = ["L{l}KV{g}", "L{l}KV{g}.qk", "L{l}KV{g}.ov"]  # grouped-query attention's own
+    return tuple(dict.fromkeys(["all", *map(_group_form, names), *kv]))
 
 
 def _group_form(name: str) -> str:
-    return re.sub(r"H(0|[1-9]\d*)", "H{h}", re.sub(r"^L(0|[1-9]\d*)", "L{l}", name))
+    name = re.sub(r"^L(0|[1-9]\d*)", "L{l}", name)
+    return re.sub(r"KV(0|[1-9]\d*)", "KV{g}", re.sub(r"H(0|[1-9]\d*)", "H{h}", name))
 
 
 def check_group_names(names: Iterable[str]) -> None:
@@ -108,7 +110,8 @@ def check_group_names(names: Iterable[str]) -> None:
         if _group_form(name) not in _group_forms():
             known = ", ".join(_group_forms())
             raise UnknownGroup(
-                f"unknown parameter group {name!r}; known: {known} (l a layer, h a head)"
+                f"unknown parameter group {name!r}; known: {known} (l a layer, h a head, g a "
+                "key/value head)"
             )
 
 
@@ -130,11 +133,13 @@ def run_surgery(
     root: Path | None = None,
     settings: SurgerySettings | None = None,
     progress: bool = True,
+    sources: SourceOptions | None = None,
 ) -> SurgeryResult:
-    """Surgery between policies A and B along A's trajectory (see the module docstring)."""
+    """Surgery between policies A and B along A's trajectory (see the module docstring);
+    `sources` says where the policies and the data come from (`interp.runs.sources`)."""
     opts = settings or SurgerySettings()
     opts.validate()
-    pair_ = resolve_pair(a, b, root)
+    pair_ = resolve(a, b, root, sources)
     a_run, b_run = pair_.a, pair_.b
     final = check_pair(pair_)
     ref_ckpt, a_final, b_final = final["ref"], final["A"], final["B"]
@@ -144,7 +149,7 @@ def run_surgery(
     table_step = a_steps[-1] if opts.step is None else opts.step
     if table_step not in a_steps:
         raise UserError(f"{a_run.name} has no step {table_step}; saved steps: {a_steps}")
-    pair = "final" if b_run.key.is_ref else opts.pair
+    pair = "final" if pair_.b_is_ref else opts.pair
     if pair == "step":
         missing = sorted(set(a_steps) - set(b_run.steps()))
         if missing:
@@ -154,9 +159,9 @@ def run_surgery(
             )
     donor_step = {t: (t if pair == "step" else b_final.step) for t in a_steps}
 
-    data = make_dataset(a_run.key.preset, a_run.key.seed)
+    data = pair_.dataset
     test, task = data.test, data.task
-    beta = float(a_run.key.beta)
+    beta = pair_.beta
     ref_seq = split_logprobs(ref, test)
     threshold = opts.exact_threshold
 
@@ -165,9 +170,9 @@ def run_surgery(
 
     def ev_checkpoint(ck: Checkpoint) -> dict[str, Any]:
         stored = stored_evaluation(
-            ck, task, threshold, ref_ckpt.sha256, a_run.key.preset, a_run.key.seed, TRACKED
+            ck, task, threshold, ref_ckpt.sha256, task.name, data.seed, TRACKED
         )
-        if stored is None or ck.meta.get("beta") is None:
+        if stored is None or ck.meta.get("beta") is None or beta is None:
             return ev(ck.model)
         return stored | {"margin": stored["margin"] * beta / float(ck.meta["beta"])}
 
@@ -206,6 +211,7 @@ def run_surgery(
     table_groups = resolve_groups(
         at, [*COARSE, *partitions(at)["heads"][: at.cfg.n_layers * at.cfg.n_heads], "all"]
     )
+    table_groups = [g for g in table_groups if g.slices]  # `pos` under rotary positions
     n_total = sum(p.numel() for p in at.parameters())
     single = []
     for g in table_groups:
@@ -266,8 +272,11 @@ def run_surgery(
         example=example,
         samples=samples,
         checkpoints=[c.ref for c in used],
+        not_computable=pair_.not_computable,
     )
-    res.claims = surgery_claims(res)
+    # the case study's claims are about kl_exact and the OOD rate
+    if not {"kl_exact", "ood_rate"} & set(res.not_computable):
+        res.claims = surgery_claims(res)
     return res
 
 

@@ -124,7 +124,7 @@ def cross_heatmaps(c: CrossPatching) -> Figure:
     grids = {
         "gap closed (Σ gain / Σ gap)": c.recovered,
         "KL(p_B ‖ p) after the patch": c.mean_kl_to_b,
-        "greedy answer in-distribution": c.fixed_share,
+        f"greedy answer {c.fixed_means}": c.fixed_share,
     }
     scales = {
         "gap closed (Σ gain / Σ gap)": share_scale("gap closed (yellow: more)", [c.recovered]),
@@ -135,7 +135,7 @@ def cross_heatmaps(c: CrossPatching) -> Figure:
             lower_is_better=True,
             percent=False,
         ),
-        "greedy answer in-distribution": share_scale(
+        f"greedy answer {c.fixed_means}": share_scale(
             "prompts fixed (yellow: more)", [c.fixed_share]
         ),
     }

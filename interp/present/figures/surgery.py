@@ -60,9 +60,9 @@ def surgery_ood(res: SurgeryResult) -> Figure:
     return fig
 
 
-def surgery_weights(res: SurgeryResult) -> Figure:
-    """Left: FracWeightDelta(attention) of A beside the KL of A with B's attention.
-    Right: WeightDelta from the reference against kl_exact, for A and B."""
+def surgery_weights(res: SurgeryResult, kl: str = "kl_exact") -> Figure:
+    """Left: FracWeightDelta(attention) of A beside the KL (`kl`) of A with B's attention.
+    Right: WeightDelta from the reference against that KL, for A and B."""
     fig, axes = new_figure(1, 2)
     ax = axes[0][0]
     frac = np.array(res.weights.a_frac_attention, dtype=float)
@@ -82,10 +82,8 @@ def surgery_weights(res: SurgeryResult) -> Figure:
     if swapped is not None:
         lab = swapped.variant.label
         tw = ax.twinx()
-        tw.plot(
-            res.steps, swapped["kl_exact"], "--", color=SWAP_COLORS[0], label=f"kl_exact of {lab}"
-        )
-        tw.set_ylabel(f"kl_exact of {lab}")
+        tw.plot(res.steps, swapped[kl], "--", color=SWAP_COLORS[0], label=f"{kl} of {lab}")
+        tw.set_ylabel(f"{kl} of {lab}")
         tw.grid(False)
         tw.legend(fontsize=8, loc="lower right")
     ax.legend(fontsize=8, loc="upper left")
@@ -93,14 +91,14 @@ def surgery_weights(res: SurgeryResult) -> Figure:
     for v, delta, name in ((A, res.weights.a_delta, res.a), (B, res.weights.b_delta, res.b)):
         ax.plot(
             delta,
-            res.of(v)["kl_exact"],
+            res.of(v)[kl],
             "-o",
             ms=2.5,
             color=COLORS[v.label],
             label=f"{v.label} ({name})",
         )
     ax.set_xlabel("WeightDelta from the reference (Σ ‖ΔP‖_F)")
-    ax.set_ylabel("kl_exact (nats)")
+    ax.set_ylabel(f"{kl} (nats)")
     ax.legend(fontsize=8)
     return fig
 

@@ -14,6 +14,7 @@ from interp.core.stats import spearman
 from interp.present.figures.attention import attention_drift, attention_parts
 from interp.present.figures.common import attention_grid
 from interp.present.html import FigureBlock, Report, Section, Table, pair_slug
+from interp.present.text import not_computable_lines
 
 
 def _pct(v: float | None) -> str:
@@ -157,7 +158,7 @@ def _trajectory_section(res: AttentionResult, heads: list[tuple[int, int]]) -> S
 def build_report(res: AttentionResult, prov: dict[str, Any]) -> Report:
     L, H = res.a_vs_b.shape
     heads = [(l, h) for l in range(L) for h in range(H)]
-    summary = findings(res)
+    summary = findings(res) + not_computable_lines(res.not_computable)
     return Report(
         kind="attention",
         slug=pair_slug(res.a, res.b),

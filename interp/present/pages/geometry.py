@@ -11,6 +11,7 @@ from typing import Any
 from interp.analysis.geometry import GeometryResult
 from interp.present.figures import geometry as figures
 from interp.present.html import FigureBlock, Report, Section, Table, pair_slug
+from interp.present.text import not_computable_lines
 
 NO_JUDGE = "not computable (the task has no judge)"
 
@@ -224,7 +225,7 @@ def _mass_section(res: GeometryResult) -> Section:
 
 
 def build_report(res: GeometryResult, prov: dict[str, Any]) -> Report:
-    summary = findings(res)
+    summary = findings(res) + not_computable_lines(res.not_computable)
     return Report(
         kind="geometry",
         slug=pair_slug(res.a, res.b),

@@ -14,6 +14,7 @@ from torch import Tensor
 from interp.analysis.patching import PatchingResult
 from interp.present.figures.patching import cross_heatmaps, within_heatmaps
 from interp.present.html import FigureBlock, Report, Section, Table, pair_slug
+from interp.present.text import not_computable_lines
 
 MODELS = ("ref", "A", "B")
 
@@ -31,20 +32,18 @@ def best_cells(grid: Tensor, rows: list[str], cols: list[str], spec: str) -> str
 def findings(res: PatchingResult) -> list[str]:
     out = []
     c = res.cross
-    if not res.judged:
-        out.append(
-            "Patching across policies is not computable: the task has no judge to tell which "
-            "answers are out of distribution."
-        )
+    if c is None and not res.judged:
+        out.append("A and B give the same greedy answer on every test prompt: nothing to patch.")
     elif c is None:
         out.append("No test prompt has A out of distribution and B in it: nothing to patch across.")
     else:
         rec, fixed = c.recovered, c.fixed_share
         out.append(
-            f"Across policies, on {len(c.prompts)} prompts where A is OOD and B is not: the B "
+            f"Across policies, on {len(c.prompts)} prompts {c.selection}: the B "
             "activation that closes most of A's log-probability gap on B's next token is "
             f"{best_cells(rec, c.sites, c.positions, '.0%')}; the one that most often makes A's "
-            f"greedy answer in-distribution is {best_cells(fixed, c.sites, c.positions, '.0%')}."
+            f"greedy answer {c.fixed_means} is "
+            f"{best_cells(fixed, c.sites, c.positions, '.0%')}."
         )
         heads = [k for k, s in enumerate(c.sites) if " z" in s]
         layer_sites = [k for k, s in enumerate(c.sites) if s.endswith(("attn_out", "resid_post"))]
@@ -80,10 +79,11 @@ def findings(res: PatchingResult) -> list[str]:
 def _cross_section(res: PatchingResult) -> Section:
     title = "Patching B's activations into A"
     c = res.cross
-    if not res.judged:
-        return Section(title, ["Not computable: the task has no judge of its answers."])
     if c is None:
-        return Section(title, ["No prompt where A is OOD and B is not."])
+        return Section(
+            title,
+            ["No prompt where A is OOD and B is not." if res.judged else "A's answers are B's."],
+        )
     rows = [
         [
             s,
@@ -98,13 +98,13 @@ def _cross_section(res: PatchingResult) -> Section:
     return Section(
         title,
         [
-            f"{len(c.prompts)} test prompts where A is OOD and B is not, each followed by "
+            f"{len(c.prompts)} test prompts {c.selection}, each followed by "
             "B's answer. Unpatched, KL(p_B ‖ p_A) at the decision position is "
             f"{float(c.baseline_kl_to_b.mean()):.3f} on average. Positions after a "
             "prompt's decision position cannot change it (causal attention) and show 0 "
             "recovered. Recovered: the share of A's log-probability gap on B's token that the "
             "patch closes (Σ gain / Σ gap over prompts); greedy fixed: the share of prompts "
-            "whose greedy answer becomes in-distribution. In the figure yellow always means "
+            f"whose greedy answer becomes {c.fixed_means}. In the figure yellow always means "
             "'patched A behaves like B' (for the KL panel, a low KL)."
         ],
         [FigureBlock(cross_heatmaps(c))],
@@ -150,7 +150,7 @@ def _within_sections(res: PatchingResult) -> list[Section]:
 
 
 def build_report(res: PatchingResult, prov: dict[str, Any]) -> Report:
-    found = findings(res)
+    found = findings(res) + not_computable_lines(res.not_computable)
     checks = Table(
         "Invariants measured on this run",
         ["check", "max |difference|"],

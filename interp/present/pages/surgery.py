@@ -14,6 +14,17 @@ from interp.present.figures import surgery as figures
 from interp.present.figures.common import attention_grid
 from interp.present.html import FigureBlock, Report, Section, Table, jsonable, pair_slug
 from interp.present.numbers import SHARE_METRICS
+from interp.present.text import not_computable_lines
+
+
+def _f(x: float | None, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def kl_metric(res: SurgeryResult) -> str:
+    """The KL the page leads with: kl_exact where the response space can be enumerated,
+    else the case study's kl_greedy."""
+    return "kl_greedy" if "kl_exact" in res.not_computable else "kl_exact"
 
 
 def summary_lines(res: SurgeryResult) -> list[str]:
@@ -22,30 +33,49 @@ def summary_lines(res: SurgeryResult) -> list[str]:
     def at(v: Variant, m: str) -> float | None:
         return res.at_table_step(v, m)
 
-    best = min(
-        (r for r in res.single if r.delta["kl_exact"] is not None and r.group not in COARSE[:2]),
-        key=lambda r: r.delta["kl_exact"],
-    )
-    head = (
-        f"At step {res.table_step}, A ({res.a}) answers out of distribution on "
-        f"{at(A, 'ood_rate'):.1%} of the test prompts and puts "
-        f"{at(A, 'ood_mass'):.1%} of its "
-        f"probability on OOD responses, with kl_exact {at(A, 'kl_exact'):.3f} nats to the "
-        f"reference; B ({res.b}, step {res.table_donor_step}): {at(B, 'ood_rate'):.1%}, "
-        f"{at(B, 'ood_mass'):.1%}, {at(B, 'kl_exact'):.3f}. "
-    )
+    kl = kl_metric(res)
+    judged = "ood_rate" not in res.not_computable
+    candidates = [r for r in res.single if r.delta[kl] is not None and r.group not in COARSE[:2]]
+    best = min(candidates, key=lambda r: r.delta[kl]) if candidates else None
+
+    def numbers(v: Variant) -> str:
+        ood = (
+            f"OOD {_f(at(v, 'ood_rate'), '.1%')}, OOD mass {_f(at(v, 'ood_mass'), '.1%')}, "
+            if judged
+            else ""
+        )
+        return f"{ood}{kl} {_f(at(v, kl), '.3f')}"
+
+    if judged and kl == "kl_exact":  # the number line's wording
+        head = (
+            f"At step {res.table_step}, A ({res.a}) answers out of distribution on "
+            f"{_f(at(A, 'ood_rate'), '.1%')} of the test prompts and puts "
+            f"{_f(at(A, 'ood_mass'), '.1%')} of its probability on OOD responses, with kl_exact "
+            f"{_f(at(A, 'kl_exact'), '.3f')} nats to the reference; B ({res.b}, step "
+            f"{res.table_donor_step}): {_f(at(B, 'ood_rate'), '.1%')}, "
+            f"{_f(at(B, 'ood_mass'), '.1%')}, {_f(at(B, 'kl_exact'), '.3f')}. "
+        )
+    else:
+        head = (
+            f"At step {res.table_step}: A ({res.a}) {numbers(A)}; B ({res.b}, step "
+            f"{res.table_donor_step}) {numbers(B)}. "
+        )
     for g in res.groups:
         v = Variant("swap", g)
+        head += f"{v.label}: {numbers(v)}. "
+    if best is not None and judged and kl == "kl_exact":
         head += (
-            f"{v.label}: OOD {at(v, 'ood_rate'):.1%}, OOD mass {at(v, 'ood_mass'):.1%}, "
-            f"kl_exact {at(v, 'kl_exact'):.3f}. "
+            f"Apart from attention and non-attention, the group that fixes A most on its own is "
+            f"{best.group} (Δ kl_exact {best.delta['kl_exact']:+.3f}, Δ OOD "
+            f"{_f(best.delta['ood_rate'], '+.1%')}, {best.param_share:.1%} of the parameters)."
         )
-    head += (
-        f"Apart from attention and non-attention, the group that fixes A most on its own is "
-        f"{best.group} "
-        f"(Δ kl_exact {best.delta['kl_exact']:+.3f}, Δ OOD {best.delta['ood_rate']:+.1%}, "
-        f"{best.param_share:.1%} of the parameters)."
-    )
+    elif best is not None:
+        ood = f", Δ OOD {_f(best.delta['ood_rate'], '+.1%')}" if judged else ""
+        head += (
+            f"Apart from attention and non-attention, the group that moves A's {kl} furthest "
+            f"toward the reference on its own is {best.group} (Δ {kl} "
+            f"{best.delta[kl]:+.3f}{ood}, {best.param_share:.1%} of the parameters)."
+        )
     lines = [head]
     for c in res.claims:
         lines.append(f"{c.claim}: {c.verdict.upper()}. {c.measured}.")
@@ -54,6 +84,12 @@ def summary_lines(res: SurgeryResult) -> list[str]:
 
 def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
     labels = [s.variant.label for s in res.series]
+
+    def shown(metrics: Sequence[str]) -> list[str]:  # the computable ones
+        return [m for m in metrics if m not in res.not_computable]
+
+    kl = kl_metric(res)
+    judged = "ood_rate" not in res.not_computable
     steps = list(zip(res.steps, res.donor_steps))
 
     def per_step(metrics: Sequence[str]) -> Table:
@@ -71,24 +107,25 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
         [[c.claim, c.case_study, c.measured, c.verdict] for c in res.claims],
     )
     mc_rows = [[m.variant.label, m.mean, m.se, m.n_per_prompt] for m in res.kl_mc]
+    residual = res.of(A)["exact_residual"][-1]
     kl_section = Section(
         "KL to the reference over A's training",
         [
             f"kl_greedy is the case study's KL (log-ratio at the greedy response); kl_exact sums "
             f"π·log(π/π_ref) over the enumerated response tree (prefixes below probability "
             f"{res.exact_threshold:g} left unexpanded; mean left-out mass at the last step: "
-            f"{res.of(A)['exact_residual'][-1]:.2%} for A; the left-out part of the KL is unknown "
+            f"{_f(residual, '.2%')} for A; the left-out part of the KL is unknown "
             "in size and sign, so kl_exact is not a bound). Acc and Margin use A's β for every "
             "model. Pairing: A_t with "
             + ("B_t, the same training step." if res.pair == "step" else "B's final checkpoint.")
         ],
         [
             FigureBlock(
-                figures.surgery_metric(res, ["kl_greedy", "kl_exact"]),
+                figures.surgery_metric(res, shown(["kl_greedy", "kl_exact"])),
                 "KL to the reference of A, B and A with each group from B.",
             )
         ],
-        [per_step(["kl_greedy", "kl_exact", "exact_residual"])]
+        [per_step(shown(["kl_greedy", "kl_exact", "exact_residual"]))]
         + (
             [
                 Table(
@@ -101,19 +138,31 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
             else []
         ),
     )
-    ood_section = Section(
-        "Out-of-distribution behaviour over A's training",
-        [
-            "Left: greedy OOD rate. Right: OOD(A′) − OOD(A) for each swap; green where the swap "
-            "helps (fewer OOD answers), red where it harms."
-        ],
-        [
-            FigureBlock(figures.surgery_ood(res)),
-            FigureBlock(
-                figures.surgery_metric(res, ["ood_mass", "error"]), "Exact OOD mass and mean Error."
-            ),
-        ],
-        [per_step(["ood_rate", "ood_mass"]), per_step(["error", "acc", "margin"])],
+    ood_section = (
+        Section(
+            "Out-of-distribution behaviour over A's training",
+            [
+                "Left: greedy OOD rate. Right: OOD(A′) − OOD(A) for each swap; green where the "
+                "swap helps (fewer OOD answers), red where it harms."
+            ],
+            [
+                FigureBlock(figures.surgery_ood(res)),
+                FigureBlock(
+                    figures.surgery_metric(res, shown(["ood_mass", "error"])),
+                    "Exact OOD mass and mean Error.",
+                ),
+            ],
+            [
+                per_step(shown(["ood_rate", "ood_mass"])),
+                per_step(shown(["error", "acc", "margin"])),
+            ],
+        )
+        if judged
+        else Section(
+            "Log-probabilities and rewards over A's training",
+            not_computable_lines({m: res.not_computable[m] for m in ("ood_rate",)}),
+            tables=[per_step(shown(["acc", "margin"]))],
+        )
     )
     w = res.weights
     weight_section = Section(
@@ -124,7 +173,7 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
             "Right: the same "
             "WeightDelta buys different KL at different β (the case study's Fig. 3, right)."
         ],
-        [FigureBlock(figures.surgery_weights(res))],
+        [FigureBlock(figures.surgery_weights(res, kl))],
         [
             Table(
                 "Weight change from the reference",
@@ -198,9 +247,11 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
             "The interpolation moves only the group a fraction alpha of the way from A to B.",
         ],
         [
-            FigureBlock(figures.single_group_bars(res.single)),
+            FigureBlock(figures.single_group_bars(res.single, shown([kl, "ood_rate"]))),
             FigureBlock(
-                figures.interpolation_curves(res.interpolation),
+                figures.interpolation_curves(
+                    res.interpolation, shown([kl, "ood_rate", "ood_mass"])
+                ),
                 "Interpolation of the attention and non-attention groups.",
             ),
         ],
@@ -251,9 +302,17 @@ def build_report(res: SurgeryResult, prov: dict[str, Any]) -> Report:
         kind="surgery",
         slug=pair_slug(res.a, res.b),
         title=f"Surgery: {res.a} (A) with parts of {res.b} (B)",
-        summary=summary_lines(res),
+        summary=summary_lines(res) + not_computable_lines(res.not_computable),
         sections=[
-            Section("Verdicts", tables=[claims_table]),
+            Section("Verdicts", tables=[claims_table])
+            if res.claims
+            else Section(
+                "Verdicts",
+                [
+                    "The case study's claims are about kl_exact and the OOD rate, which are not "
+                    "both computable here: no verdicts."
+                ],
+            ),
             kl_section,
             ood_section,
             weight_section,
