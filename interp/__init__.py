@@ -2,6 +2,7 @@
 
     >>> from interp import load, tokens
     >>> model = load("beta0.01")                       # a HookedTransformer, eval mode
+    >>> theirs = load("runs-trl/beta0.01")             # a Hugging Face / TRL model folder
     >>> logits, cache = model.run_with_cache(tokens("305="))
 
 Names are loaded lazily, so that `import interp` stays cheap and a command's own
@@ -14,10 +15,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load": "interp.runs.store",
-    "load_checkpoint": "interp.runs.store",
+    "load": "interp.runs.sources",
+    "load_checkpoint": "interp.runs.sources",
     "policies": "interp.runs.store",
-    "trajectory": "interp.runs.store",
+    "trajectory": "interp.runs.sources",
     "encode": "interp.core.numberline",
     "decode": "interp.core.numberline",
     "tokens": "interp.core.numberline",

@@ -58,10 +58,11 @@ from interp.core.losses import (
     kto_loss,
     orpo_loss,
     reward_stats,
-    sequence_logprobs,
     simpo_loss,
 )
 from interp.core.numberline import get_task, make_dataset
+from interp.core.scoring import model_logprobs
+from interp.runs.hf_folder import load_folder
 
 BETAS = (0.01, 0.1, 1.0)
 B, PROMPT = 12, 2  # pairs per batch; prompt length of the stand-in sequences
@@ -260,7 +261,8 @@ def load_example():
 def test_sequence_logprobs_equal_trl(tmp_path):
     """TRL's summed response log-probabilities (DPOTrainer.compute_ref_log_probs, the same
     code as the policy's half of `_compute_loss`, which also logs their mean) equal the
-    suite's `sequence_logprobs` on the suite's own tokens of the same pairs."""
+    suite's scoring (`model_logprobs`) of the saved policy converted to a HookedTransformer
+    (`load_folder`), on the suite's own tokens of the same pairs."""
     example = load_example()
     task = get_task("sweep")
     split = make_dataset("sweep", 0).train
@@ -281,16 +283,17 @@ def test_sequence_logprobs_equal_trl(tmp_path):
 
     prompts = [int(p.rstrip("=")) for p in data["prompt"]]
     chosen, rejected = [int(y) for y in data["chosen"]], [int(y) for y in data["rejected"]]
-    # TODO(hf_folder): once `interp.runs.hf_folder.load_folder(folder)` returns (model,
-    # info), save `trainer.model` to tmp_path and score the converted HookedTransformer
-    # here instead of the HF model's logits: `model(tokens, return_type="logits")`.
-    policy = trainer.model.eval()
+    # the policy as the suite sees it: saved as TRL saves it, converted to a HookedTransformer
+    trainer.save_model(str(tmp_path / "policy"))
+    tokenizer.save_pretrained(tmp_path / "policy")
+    hooked, _ = load_folder(tmp_path / "policy")
     with torch.no_grad():
         for resp, theirs in ((chosen, trl_w), (rejected, trl_l)):
             tokens, mask = encode_pairs(task, prompts, resp)
-            ours = sequence_logprobs(policy(tokens).logits, tokens, mask)
+            ours = model_logprobs(hooked, tokens, mask)
             assert (ours - theirs).abs().max() < 1e-5, (ours, theirs)
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        trainer.model.eval()
         trainer._compute_loss(trainer.model, batch, False)
     logged = trainer._metrics["eval"]["logps/chosen"][-1]  # eval: the model is in eval mode
     assert abs(logged - float(trl_w.mean())) < 1e-5

@@ -42,7 +42,7 @@ from interp.lens import HookedTransformer
 from interp.options import option, seed_error, seed_option
 from interp.runs import hf_folder
 from interp.runs.names import DEFAULT_PRESET, REF
-from interp.runs.store import CheckpointRef, Run, find_run
+from interp.runs.store import Checkpoint, CheckpointRef, Run, find_run
 
 
 @dataclass
@@ -277,3 +277,26 @@ def _dataset(a: Source, o: SourceOptions) -> Dataset:
             "--data FILE (TRL's prompt/chosen/rejected columns)"
         )
     return make_dataset(DEFAULT_PRESET, o.split_seed)
+
+
+# ----------------------------------------------------------------------------- IPython
+
+
+def load_checkpoint(
+    name: str, step: int | None = None, root: Path | None = None
+) -> Checkpoint | FolderCheckpoint:
+    """A policy's final checkpoint, or saved step N (-1: the last saved): a run by name or a
+    Hugging Face folder by path."""
+    return find_source(name, root).checkpoint(step)
+
+
+def load(name: str, step: int | None = None, root: Path | None = None) -> HookedTransformer:
+    """A policy as a HookedTransformer in eval mode, tokenizer attached, named
+    "policy@stepN": a run by name (`load("beta0.01")`) or a Hugging Face model folder by
+    path (`load("runs-trl/beta0.01")`); its final checkpoint, or saved step N."""
+    return load_checkpoint(name, step, root).model
+
+
+def trajectory(name: str, root: Path | None = None) -> list[Checkpoint | FolderCheckpoint]:
+    """Every saved checkpoint of a policy (run or folder), in step order."""
+    return find_source(name, root).trajectory()
