@@ -19,7 +19,11 @@ What it does, step by step:
    reference being `ref` itself, frozen → `<out>/beta0.01`, `<out>/beta1.0`.
    Each folder holds `model.safetensors`, `config.json` and the tokenizer files (the
    trainers' own scratch output goes to `<out>/.trainer/`).
-6. Print TRL's last-epoch metrics and the suite commands that analyse the folders.
+6. Analyse the folders with the suite, exactly as a user would from the shell: the
+   surgery, attention, patching and geometry reports of beta0.01 (A) against beta1.0 (B)
+   with `--ref <out>/ref` and `--beta 0.01`; the folders' tokenizer is the number line's,
+   so the number-line task (its `sweep` split, seed `--seed`) and its judge are used
+   (`--no-report` skips this step).
 
 Hyper-parameters are the preset's (`interp.runs.config.STAGES`): optimizer, learning
 rate, batch size, epochs; a constant learning rate with no warm-up and no gradient
@@ -33,13 +37,14 @@ LayerNorm weights, the suite's does not. So the policies are not bit-identical t
 suite's runs, only trained the same way.
 
     python examples/trl_numberline.py --out runs-trl/        # ~30 s on two CPU cores
-    python examples/trl_numberline.py --preset tiny --sft-epochs 1 --dpo-epochs 0.1  # seconds
+    python examples/trl_numberline.py --preset tiny --sft-epochs 1 --dpo-epochs 0.1 --no-report
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import time
 from pathlib import Path
 
@@ -115,6 +120,7 @@ def check_tokens(task, row: dict, prompt: str, responses: list[str]) -> None:
 def save(trainer, tokenizer, folder: Path) -> None:
     trainer.save_model(str(folder))  # model.safetensors + config.json
     tokenizer.save_pretrained(str(folder))
+    trainer.state.save_to_json(str(folder / "trainer_state.json"))  # its global_step: the step
     (folder / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing needs it
 
 
@@ -135,6 +141,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "--dpo-epochs", type=float, help="override the preset's DPO epochs (fractions ok)"
     )
     ap.add_argument("--device", default="cpu", help="cpu, or anything else for accelerate's choice")
+    ap.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the suite's four reports on the trained folders",
+    )
+    ap.add_argument("--reports", type=Path, help="report folder (default: the suite's reports/)")
     args = ap.parse_args(argv)
     datasets.disable_progress_bars()
     t0 = time.perf_counter()
@@ -180,11 +193,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         metrics[name] = last_epoch_metrics(trainer)
         print(f"{name}: last epoch " + ", ".join(f"{k} {v:+.4f}" for k, v in metrics[name].items()))
 
-    print(f"trained in {time.perf_counter() - t0:.0f} s; analyse the folders with the suite:")
+    print(f"trained in {time.perf_counter() - t0:.0f} s")
     o = args.out
-    print(f"  python -m interp.surgery --a {o}/beta0.01 --b {o}/beta1.0 --ref {o}/ref")
-    for cmd in ("attention", "patching", "geometry"):
-        print(f"  python -m interp.{cmd} --a {o}/beta0.01 --b {o}/beta1.0 --ref {o}/ref")
+    pair = ["--a", f"{o}/beta0.01", "--b", f"{o}/beta1.0", "--ref", f"{o}/ref"]
+    pair += ["--beta", "0.01", "--split-seed", str(args.seed)]
+    pair += [] if args.reports is None else ["--reports", str(args.reports)]
+    for cmd in ("surgery", "attention", "patching", "geometry"):
+        print(f"$ python -m interp.{cmd} " + " ".join(pair))
+        if args.report and importlib.import_module(f"interp.{cmd}").main(pair) != 0:
+            raise SystemExit(f"interp.{cmd} failed")
     return metrics
 
 

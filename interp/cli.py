@@ -49,9 +49,8 @@ class Folders:
 
 
 @dataclass
-class PairOptions(SourceOptions, Folders):
-    """The options of every A-vs-B report command: the two policies, where they and the data
-    come from (`interp.runs.sources`), and the folders."""
+class Pair:
+    """Policies A and B of an A-vs-B command."""
 
     a: str = option(
         DEFAULT_POLICIES[1],
@@ -62,6 +61,12 @@ class PairOptions(SourceOptions, Folders):
         DEFAULT_POLICIES[2],
         help="policy B (in distribution): a run name or a folder; 'ref' means A's reference",
     )
+
+
+@dataclass
+class PairOptions(SourceOptions, Folders, Pair):
+    """The options of every A-vs-B report command: the two policies, the folders, and where
+    the policies and the data come from (`interp.runs.sources`); flags in that order."""
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -2,12 +2,13 @@
 folders (ref, beta0.01, beta1.0) that load offline.
 
 The fast test runs the example on the `tiny` preset for one SFT epoch and a tenth of a DPO
-epoch (a few seconds); the slow one runs it in full (the case study's preset and
-hyper-parameters, about a minute on two CPU cores)."""
+epoch (a few seconds) and skips the reports; the slow one runs it in full (the case
+study's preset and hyper-parameters) and writes the suite's four reports on the folders."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def check_folders(out: Path) -> None:
 def test_example_quick(tmp_path, capsys):
     metrics = run_example(
         ["--out", str(tmp_path), "--preset", "tiny", "--sft-epochs", "1", "--dpo-epochs", "0.1"]
+        + ["--no-report"]
     )
     check_folders(tmp_path)
     assert set(metrics) == {"beta0.01", "beta1.0"}
@@ -54,8 +56,15 @@ def test_example_quick(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_example_full(tmp_path):
-    metrics = run_example(["--out", str(tmp_path)])
+    reports = tmp_path / "reports"
+    metrics = run_example(["--out", str(tmp_path), "--reports", str(reports)])
     check_folders(tmp_path)
     for name in ("beta0.01", "beta1.0"):  # DPO learnt the preferences, at both β
         assert metrics[name]["rewards/accuracies"] > 0.5, metrics
         assert metrics[name]["rewards/margins"] > 0, metrics
+    for kind in ("surgery", "attention", "patching", "geometry"):  # the suite's reports
+        (twin,) = (reports / kind).glob("*.json")
+        data = json.loads(twin.read_text())["data"]
+        assert data["not_computable"] == {}  # the number line's judge: everything computable
+    surgery = json.loads(next((reports / "surgery").glob("*.json")).read_text())["data"]
+    assert surgery["beta"] == 0.01 and len(surgery["claims"]) > 0

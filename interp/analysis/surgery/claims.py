@@ -71,7 +71,7 @@ def surgery_claims(res: SurgeryResult) -> list[ClaimCheck]:
     fracs = res.weights.a_frac_attention
     share = res.param_share["attention"]
     final = fracs[t]
-    later = [f for f, s in zip(fracs, res.steps) if s > 0 and f == f]
+    later = [f for f in fracs if f == f]  # NaN where A is still the reference (step 0)
     lo, hi = (min(later), max(later)) if later else (float("nan"), float("nan"))
     out.append(
         ClaimCheck(
