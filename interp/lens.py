@@ -125,9 +125,10 @@ def forward_cached(model: HookedTransformer, tokens: torch.Tensor, cache: KVCach
 def select_kv_rows_(cache: KVCache, rows: torch.Tensor) -> None:
     """Keep (and repeat, and reorder) the cache's batch rows in place: row i becomes rows[i]."""
     for entry in cache.entries:
-        entry.past_keys = entry.past_keys[rows]
-        entry.past_values = entry.past_values[rows]
-    cache.previous_attention_mask = cache.previous_attention_mask[rows]
+        entry.past_keys = entry.past_keys[rows.to(entry.past_keys.device)]
+        entry.past_values = entry.past_values[rows.to(entry.past_values.device)]
+    mask = cache.previous_attention_mask
+    cache.previous_attention_mask = mask[rows.to(mask.device)]
 
 
 @contextlib.contextmanager

@@ -82,7 +82,8 @@ def patterns(
 ) -> Float[Tensor, "batch layer head_index query_pos key_pos"]:
     """Every head's attention pattern on each sequence."""
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
-    return torch.stack([cache["pattern", l] for l in range(model.cfg.n_layers)], dim=1).float()
+    pats = torch.stack([cache["pattern", l] for l in range(model.cfg.n_layers)], dim=1)
+    return pats.float().cpu()  # beside the inputs and the figures, whatever the model's device
 
 
 @torch.inference_mode()

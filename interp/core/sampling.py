@@ -87,7 +87,8 @@ def decode(
         toks = torch.tensor([task.prompt_ids(prompts[i]) for i in rows])
         done = torch.zeros(len(rows), dtype=torch.bool)
         for _ in range(max_new_tokens):
-            logits = model(toks, return_type="logits")[:, -1].float()
+            # decoding runs beside the model; a model on another device returns its logits
+            logits = model(toks, return_type="logits")[:, -1].float().cpu()
             if temperature == 0.0:
                 nxt = logits.argmax(-1)
             else:
@@ -190,11 +191,11 @@ def enumerate_responses(
         caches = [new_kv_cache(m, len(rows)) for m in models]
         step = torch.stack(
             [
-                forward_cached(m, toks, c)[:, -1].float().log_softmax(-1)
+                forward_cached(m, toks, c)[:, -1].float().log_softmax(-1).cpu()
                 for m, c in zip(models, caches)
             ],
             dim=-1,
-        )  # [F, vocab, K]
+        )  # [F, vocab, K], on the CPU whatever device the models are on
         logp = torch.zeros(len(rows), len(models))
         prefix = torch.zeros(len(rows), 0, dtype=torch.long)
         for depth in range(max_new_tokens):
@@ -224,7 +225,7 @@ def enumerate_responses(
                 select_kv_rows_(c, f)
             step = torch.stack(
                 [
-                    forward_cached(m, v[:, None], c)[:, -1].float().log_softmax(-1)
+                    forward_cached(m, v[:, None], c)[:, -1].float().log_softmax(-1).cpu()
                     for m, c in zip(models, caches)
                 ],
                 dim=-1,

@@ -31,8 +31,9 @@ def model_logprobs(
     """log π(response | prompt) of each row, in chunks; the training loss's code path."""
     was_training = model.training
     model.eval()
+    device = model.cfg.device  # scored where the model is, returned on the CPU
     out = [
-        sequence_logprobs(model(t, return_type="logits"), t, m)
+        sequence_logprobs(model(t, return_type="logits"), t.to(device), m.to(device)).cpu()
         for t, m in zip(tokens.split(batch_size), response_mask.split(batch_size))
     ]
     model.train(was_training)
@@ -68,8 +69,9 @@ def split_logprobs(model: HookedTransformer, split: Split) -> Float[Tensor, " n_
         )  # one prompt length per group
         resp, mask = split.tokens[seqs, start:], split.response_mask[seqs, start:]
         rest = forward_cached(model, resp[:, :-1], cache)
-        logits = torch.cat([first[fan][:, None], rest], dim=1).float()
-        lp = logits.log_softmax(-1).gather(-1, resp[..., None]).squeeze(-1)
+        logits = torch.cat([first[fan.to(first.device)][:, None], rest], dim=1).float()
+        lp = logits.log_softmax(-1).gather(-1, resp[..., None].to(logits.device)).squeeze(-1)
+        lp = lp.cpu()  # the model's device, whatever it is, then back beside `out`
         out[seqs] = torch.where(mask, lp, torch.zeros_like(lp)).sum(-1)
     return out
 

@@ -51,7 +51,7 @@ def unembedding(
     model: HookedTransformer, tokens: Sequence[int]
 ) -> Float[Tensor, "n_tokens d_model"]:
     """Raw unembedding vectors of `tokens`, one row per token."""
-    return model.W_U[:, list(tokens)].T.detach().float()
+    return model.W_U[:, list(tokens)].T.detach().float().cpu()
 
 
 def gram(W: Float[Tensor, "n_tokens d_model"]) -> Gram:
@@ -138,7 +138,7 @@ def next_token_logprobs(
     tokens = list(geometry_tokens(split))
     out = []
     for t, q in zip(toks.split(2048), query.split(2048)):
-        logits = model(t)[torch.arange(len(t)), q].float().log_softmax(-1)
+        logits = model(t)[torch.arange(len(t)), q].float().log_softmax(-1).cpu()
         out.append(logits[:, tokens])
     return torch.cat(out)
 

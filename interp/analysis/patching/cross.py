@@ -113,7 +113,7 @@ class Decision:
     def metric(self, logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, "batch 2"]:
         """(gain on B's token, KL(p_B ‖ p)) of patched logits at each row's q*."""
         rows = torch.arange(len(self.pos))
-        lp = logits[rows, self.pos].float().log_softmax(-1)
+        lp = logits[rows, self.pos].float().log_softmax(-1).cpu()
         gain = lp[rows, self.token] - self.logp_a[rows, self.token]
         return torch.stack([gain, _kl(self.logp_b, lp)], dim=-1)
 
@@ -166,7 +166,7 @@ def greedy_patched(
             logits = run_patched(a, toks, cache, [(site, pos)])
         else:
             logits = a(toks)
-        toks = torch.cat([toks, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        toks = torch.cat([toks, logits[:, -1].argmax(-1, keepdim=True).cpu()], dim=1)
     return Responses(prompts, *cut_at_eos(task, toks[:, plen:]))
 
 
@@ -225,8 +225,9 @@ def cross_policy(
     )
     plen = common[0]
     with torch.inference_mode():
-        a_logits = a(tokens)
+        a_logits = a(tokens).cpu()
         b_logits, b_cache = b.run_with_cache(tokens)
+        b_logits = b_logits.cpu()
     decision = decision_metric(tokens, a_logits, b_logits, plen, task.eos)
     site_list = sites(a)
     grid = patch_grid(a, tokens, b_cache, site_list, decision.metric)  # [site, pos, prompt, 2]
