@@ -342,3 +342,18 @@ def test_attach_tokenizer_refuses_other_added_tokens(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="no token but a BOS"):
         attach_tokenizer(model, tok)
+
+
+@pytest.mark.parametrize("arch", sorted(SUPPORTED))
+def test_partitions_of_converted_models_cover_every_parameter_once(tmp_path, arch):
+    """The parameter groups of each architecture as converted (not just as configured)."""
+    from interp.core.params import coverage, partitions
+
+    folder, _ = save_folder(tmp_path, arch)
+    model, _ = load_folder(folder)
+    parts = partitions(model)
+    for name, groups in parts.items():
+        for pname, count in coverage(model, groups).items():
+            assert (count == 1).all(), (arch, name, pname, count.unique())
+    kv = [g for g in parts["heads"] if "KV" in g]
+    assert len(kv) == (4 if arch == "llama" else 0)  # 2 layers x 2 shared key/value heads
