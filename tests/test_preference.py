@@ -135,7 +135,7 @@ def test_jsonl(tmp_path, chars):
     assert rows.train == rows.test == [("ab=", "a", "b"), ("ba=", "c", "a")]
     assert rows.train_where == ["line 1", "line 3"] and "train = test" in rows.source
     task = preference_task(path, chars, n_ctx=6)
-    assert task.name == "pairs" and task.pairs("test") == [(0, 0, 1), (1, 2, 0)]
+    assert task.name == "pairs.jsonl" and task.pairs("test") == [(0, 0, 1), (1, 2, 0)]
 
     split = write_jsonl(
         tmp_path / "split.jsonl",

@@ -210,7 +210,7 @@ def preference_task(
             data.train,
             data.test,
             tokenizer,
-            name=path.stem or path.name,
+            name=path.name,  # "prefs.jsonl": never a preset's name, so no stored evaluation matches
             max_new_tokens=max_new_tokens,
             judge=judge,
         )
