@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"trained in {time.perf_counter() - t0:.0f} s")
     o = args.out
     pair = ["--a", f"{o}/beta0.01", "--b", f"{o}/beta1.0", "--ref", f"{o}/ref"]
-    pair += ["--beta", "0.01", "--split-seed", str(args.seed)]
+    pair += ["--beta", "0.01", "--preset", args.preset, "--split-seed", str(args.seed)]
     pair += [] if args.reports is None else ["--reports", str(args.reports)]
     for cmd in ("surgery", "attention", "patching", "geometry"):
         print(f"$ python -m interp.{cmd} " + " ".join(pair))

@@ -250,7 +250,9 @@ def run_comparison(
                 if policies is None
                 else list(policies)
             )
-            names = [n for n in names if not is_hf_folder(n)]  # folders are never trained
+            # folders are never trained, and beside a folder A nothing is trained on demand
+            a = getattr(opts, "a", None)
+            names = [] if a and is_hf_folder(a) else [n for n in names if not is_hf_folder(n)]
             ensure_default_policies(names, root)
             res = compute(root)
             prov = provenance(

@@ -99,7 +99,7 @@ def test_surgery_on_folders_swap_everything_gives_b(tmp_path, arch, capsys):
         assert everything[m][0] == pytest.approx(traj["B"][m][0], abs=1e-5), m
     assert traj["A"]["ood_rate"] == [None] and data["beta"] == 0.1
     assert data["weights"]["A_delta"][0] > data["weights"]["B_delta"][0] > 0  # A moved further
-    assert data["claims"] == [] if "claims" in data else True
+    assert data["claims"] == []  # the case study's claims need the OOD rate
     # the reference against itself: KL 0
     assert surgery_main([*args({**p, "b": "ref"}, tmp_path), "--no-progress", *FAST]) == 0
     assert twin(tmp_path, "surgery")["trajectory"]["B"]["kl_exact"] == [pytest.approx(0, abs=1e-7)]
@@ -147,6 +147,10 @@ def test_a_large_vocabulary_is_not_enumerated(tmp_path, capsys):
     assert a["kl_exact"] == [None] and a["margin"] == [None]
     assert a["kl_greedy"][0] is not None and a["acc"][0] is not None
     assert data["kl_mc"]["A"]["mean"] is not None
+    assert geometry_main([*args(folders, tmp_path), "--no-progress"]) == 0
+    geo = twin(tmp_path, "geometry")
+    assert geo["mass"] == {} and "kl_exact" in geo["not_computable"]
+    assert set(geo["tokens"]) <= {f"w{i}" for i in range(14)} | {"</s>"}  # response tokens only
 
 
 def test_float64_agrees_with_float32(tmp_path):
@@ -176,13 +180,29 @@ def test_load_a_folder_in_ipython(tmp_path):
         ({"data": None}, ["tokenizer is not the number line's", "--data FILE"]),
         ({"b": "other"}, ["different architectures"]),
         ({"device": "nonsense"}, ["--device 'nonsense'"]),
+        ({"device": "cuda:99"}, ["--device 'cuda:99' is not usable here"]),
+        ({"b": "other-tokenizer"}, ["different tokenizers"]),
     ],
-    ids=["no-ref", "no-data-file", "no-data-other-tokenizer", "other-architecture", "device"],
+    ids=[
+        "no-ref",
+        "no-data-file",
+        "no-data-other-tokenizer",
+        "other-architecture",
+        "device",
+        "no-such-gpu",
+        "other-tokenizer",
+    ],
 )
 def test_bad_requests_are_one_line(tmp_path, capsys, change, words):
     p = policies(tmp_path, "gpt2")
-    if "b" in change:
+    if change.get("b") == "other":
         p["b"] = str(save_folder(tmp_path / "other", "llama")[0])
+    if change.get("b") == "other-tokenizer":  # same sizes, a tokenizer of other words
+        folder, _ = save_folder(tmp_path / "other", "gpt2")
+        core = Tokenizer(models.WordLevel({f"t{i}": i for i in range(19)}, unk_token=None))
+        core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        PreTrainedTokenizerFast(tokenizer_object=core, eos_token="t2").save_pretrained(folder)
+        p["b"] = str(folder)
     if change.get("data") == "missing.jsonl":
         p["data"] = str(tmp_path / "missing.jsonl")
     argv = args(p, tmp_path, "--no-progress")

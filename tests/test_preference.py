@@ -182,6 +182,7 @@ ROW = {"prompt": "ab=", "chosen": "a", "rejected": "b"}
         ([{**ROW, "split": "test"}], "no row has split 'train'"),
         ([{**ROW, "chosen": [{"role": "user", "content": "hi"}]}], "line 1: .*conversational"),
         ([{"chosen": "abc", "rejected": "bbc"}], "line 1: no implicit prompt"),
+        ([{**ROW, "rejected": ROW["chosen"]}], "line 1: chosen and rejected are the same"),
         ([ROW, {"prompt": "abab=", "chosen": "a", "rejected": "b"}], "line 2: prompt .*n_ctx 6"),
         (
             [{"prompt": "a z", "chosen": "a", "rejected": "b"}],

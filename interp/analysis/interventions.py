@@ -42,13 +42,25 @@ Groups = Group | str | Iterable[Group | str]
 # ----------------------------------------------------------------------------- parameters
 
 
+def _vocab(model: HookedTransformer) -> dict[str, int] | None:
+    return None if model.tokenizer is None else model.tokenizer.get_vocab()
+
+
 def check_compatible(a: HookedTransformer, b: HookedTransformer, what: str = "A and B") -> None:
+    if same_architecture(a, b) and _vocab(a) is not None and _vocab(b) is not None:
+        if _vocab(a) != _vocab(b):
+            raise ArchitectureMismatch(
+                f"{what} have different tokenizers: the same token ids mean different text; "
+                "compare policies trained with one tokenizer"
+            )
     if not same_architecture(a, b):
         da, db = config_to_dict(a.cfg), config_to_dict(b.cfg)
         diff = ", ".join(f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db[k])
+        diff = diff or "parameter names or shapes differ: grouped key/value heads, a gated MLP…"
         raise ArchitectureMismatch(
-            f"{what} have different architectures ({diff}); compare policies trained with "
-            "the same --n-layers, --d-model, --n-heads and --d-mlp"
+            f"{what} have different architectures ({diff}); compare policies of one "
+            "architecture (for the suite's runs: the same --n-layers, --d-model, --n-heads and "
+            "--d-mlp)"
         )
 
 

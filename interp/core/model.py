@@ -178,7 +178,7 @@ def place_(
 ) -> HookedTransformer:
     """In place: the model's weights on `device` in `dtype`, its config saying so."""
     if torch.device(model.cfg.device) != torch.device(device):
-        model.to(device)  # TransformerLens's `to` also sets cfg.device (and says so)
+        model.to(device, print_details=False)  # TransformerLens's `to` also sets cfg.device
     if model.cfg.dtype != DTYPES[dtype]:
         model.to(DTYPES[dtype])
         model.cfg.dtype = DTYPES[dtype]

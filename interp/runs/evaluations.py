@@ -32,6 +32,8 @@ def stored_evaluation(
     docstring), else None. A stored value of None for a requested metric also means None:
     that metric was not computable when the checkpoint was saved."""
     meta = ckpt.meta
+    if getattr(ckpt, "dtype", "float32") != "float32":  # stored evaluations are float32's
+        return None
     stored = meta.get("eval", {})
     same = (
         meta.get("eval_settings") == eval_settings(exact_threshold, task)

@@ -334,7 +334,13 @@ def load_folder(
     model.to(dtype, print_details=False)
     model.to(device, print_details=False)
     model.eval()
-    attach_tokenizer(model, tok)
+    try:
+        attach_tokenizer(model, tok)
+    except ValueError as e:  # e.g. a tokenizer that appends EOS to every text
+        raise UnsupportedModel(
+            f"{folder}: its tokenizer cannot be used as is ({e}); save one that adds at most a "
+            "BOS in front (e.g. add_eos_token=False) to the folder"
+        ) from None
     info = FolderInfo(
         path=folder,
         architecture=raw["model_type"],

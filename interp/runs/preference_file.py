@@ -83,6 +83,11 @@ def _row(path: Path, where: str, obj: Any) -> PreferenceRow:
             )
         if not value:
             raise DataError(f"{path}: {where}: column {col!r} is empty; give a non-empty string")
+    if obj["chosen"] == obj["rejected"]:
+        raise DataError(
+            f"{path}: {where}: chosen and rejected are the same response, which prefers nothing; "
+            "remove the row"
+        )
     if "prompt" in needed:
         return obj["prompt"], obj["chosen"], obj["rejected"]
     row = extract_prompt(obj["chosen"], obj["rejected"])

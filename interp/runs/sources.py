@@ -15,7 +15,7 @@ A comparison needs three policies — A, B and A's reference — and preference 
   scales with it; both stay "not computable" without it).
 - The data are the runs' own number-line split, unless `--data FILE` names a TRL-format
   preference file (`interp.runs.preference_file`), which is then read with A's tokenizer.
-  Folders without `--data` are analysed on the number-line task (preset `sweep`, split
+  Folders without `--data` are analysed on the number-line task (preset `--preset`, split
   seed `--split-seed`) if their tokenizer is the number line's; otherwise `--data` is
   required.
 - `Comparison.not_computable` says, per metric, why it cannot be computed here (no judge,
@@ -35,7 +35,7 @@ import torch
 
 from interp.core.data import Dataset
 from interp.core.model import DTYPES
-from interp.core.numberline import get_task, make_dataset
+from interp.core.numberline import PRESETS, get_task, make_dataset
 from interp.core.task import Task
 from interp.errors import PolicyNotFound, UserError
 from interp.lens import HookedTransformer
@@ -62,6 +62,11 @@ class SourceOptions:
     beta: float | None = option(
         None, help="β of A's loss, for Acc and Margin (default: the run's own; a folder has none)"
     )
+    preset: str = option(
+        DEFAULT_PRESET,
+        help="number-line preset for folder policies without --data",
+        choices=list(PRESETS),
+    )
     split_seed: int = seed_option(
         0, help="seed of the number-line train/test split for folder policies without --data"
     )
@@ -75,7 +80,7 @@ class SourceOptions:
             raise UserError(f"--split-seed: {why}")
         try:
             torch.empty(0, device=self.device)
-        except (RuntimeError, ValueError) as e:
+        except Exception as e:  # torch raises AssertionError for a device it was built without
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"--device {self.device!r} is not usable here: {first}") from None
 
@@ -182,13 +187,16 @@ def find_source(
 ) -> Source:
     """The policy a name means: a Hugging Face folder if it is the path of one, else a run."""
     if hf_folder.is_hf_folder(name):
-        return FolderPolicy(policy_name(name), Path(name).resolve(), device, dtype)
-    if Path(name).is_dir() and ("/" in name or name.startswith(".")):
-        raise PolicyNotFound(
-            f"{name} is a folder without config.json: not a Hugging Face model folder "
-            "(save the model with save_pretrained, or name one of the suite's runs)"
-        )
-    run = find_run(name, root)
+        return FolderPolicy(policy_name(name), Path(name).expanduser().resolve(), device, dtype)
+    try:
+        run = find_run(name, root)
+    except PolicyNotFound:
+        if Path(name).expanduser().is_dir() and ("/" in name or name.startswith((".", "~"))):
+            raise PolicyNotFound(
+                f"{name} is a folder without config.json: not a Hugging Face model folder "
+                "(save the model with save_pretrained, or name one of the suite's runs)"
+            ) from None
+        raise
     return dataclasses.replace(run, device=device, dtype=dtype)
 
 
@@ -267,7 +275,7 @@ def _dataset(a: Source, o: SourceOptions) -> Dataset:
         return task.dataset(o.split_seed)
     if isinstance(a, Run):
         return make_dataset(a.key.preset, a.key.seed)
-    task = get_task(DEFAULT_PRESET)
+    task = get_task(o.preset)
     tok = a.checkpoint().model.tokenizer
     if tok is None or [tok.convert_ids_to_tokens(i) for i in range(len(task.vocab))] != list(
         task.vocab
@@ -276,7 +284,7 @@ def _dataset(a: Source, o: SourceOptions) -> Dataset:
             f"{a.name}'s tokenizer is not the number line's: give its preference data with "
             "--data FILE (TRL's prompt/chosen/rejected columns)"
         )
-    return make_dataset(DEFAULT_PRESET, o.split_seed)
+    return make_dataset(o.preset, o.split_seed)
 
 
 # ----------------------------------------------------------------------------- IPython

@@ -39,6 +39,7 @@ from interp.analysis.geometry.token_geometry import (
     single_token,
     unembedding,
 )
+from interp.analysis.interventions import check_pair
 from interp.core.sampling import EXACT_THRESHOLD, enumerate_responses
 from interp.core.scoring import split_logprobs
 from interp.runs.sources import SourceOptions, resolve
@@ -101,6 +102,7 @@ def run_geometry(
     sources: SourceOptions | None = None,
 ) -> GeometryResult:
     pair = resolve(a, b, root, sources)
+    check_pair(pair)
     ref_ck = pair.ref.checkpoint()
     ref = ref_ck.model
     models = {"A": pair.a.checkpoint().model, "B": pair.b.checkpoint().model}

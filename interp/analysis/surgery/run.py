@@ -53,7 +53,7 @@ from interp.errors import UnknownGroup, UserError
 from interp.lens import HookedTransformer
 from interp.options import option, seed_error, seed_option
 from interp.runs.evaluations import stored_evaluation
-from interp.runs.sources import SourceOptions, resolve
+from interp.runs.sources import FolderPolicy, SourceOptions, resolve
 from interp.runs.store import Checkpoint
 
 N_SAMPLES = 16  # greedy samples shown
@@ -149,7 +149,9 @@ def run_surgery(
     table_step = a_steps[-1] if opts.step is None else opts.step
     if table_step not in a_steps:
         raise UserError(f"{a_run.name} has no step {table_step}; saved steps: {a_steps}")
-    pair = "final" if pair_.b_is_ref else opts.pair
+    # a folder's steps are not another run's: pair them with B's final checkpoint
+    folders = isinstance(a_run, FolderPolicy) or isinstance(b_run, FolderPolicy)
+    pair = "final" if pair_.b_is_ref or folders else opts.pair
     if pair == "step":
         missing = sorted(set(a_steps) - set(b_run.steps()))
         if missing:

@@ -48,6 +48,8 @@ def findings(res: GeometryResult) -> list[str]:
             "probable OOD response outweighs the average preferred response on "
             f"{last.share_ood_above_chosen:.0%} of the training prompts."
         )
+    if not res.mass:  # a vocabulary too large to enumerate
+        return out
     gains = {k: res.mass["A"][k] - res.mass["ref"].get(k, 0.0) for k in res.mass["A"]}
     top = sorted(gains.items(), key=lambda kv: -kv[1])[:2]
     out.append(
@@ -197,6 +199,11 @@ def _displacement_section(res: GeometryResult) -> Section:
 
 
 def _mass_section(res: GeometryResult) -> Section:
+    if not res.mass:
+        return Section(
+            "Which responses gained the probability",
+            ["Not computable: the response space is too large to enumerate."],
+        )
     kinds = sorted({k for m in res.mass.values() for k in m})
     ref, a, b = (res.mass[who] for who in ("ref", "A", "B"))
     return Section(
