@@ -219,3 +219,18 @@ def test_bad_requests_are_one_line(tmp_path, capsys, change, words):
     for w in words:
         assert w in err, err
     assert not (tmp_path / "reports" / "surgery").exists()
+
+
+def test_each_folder_is_converted_once_per_comparison(tmp_path, monkeypatch):
+    from interp.analysis.interventions import check_pair
+    from interp.runs import hf_folder, sources
+
+    p = policies(tmp_path, "gpt2")
+    calls = []
+    real = hf_folder.load_folder
+    monkeypatch.setattr(hf_folder, "load_folder", lambda *a: calls.append(a[0]) or real(*a))
+    opts = sources.SourceOptions(ref=p["ref"], data=p["data"])
+    pair = sources.resolve(p["a"], p["b"], tmp_path, opts)  # reads A's tokenizer for the data
+    check_pair(pair)
+    pair.a.checkpoint().model, pair.b.checkpoint(-1).model  # noqa: B018 - asked for again
+    assert sorted(map(str, calls)) == sorted([p["a"], p["b"], p["ref"]])

@@ -38,7 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.analysis.interventions import check_pair
-from interp.core.data import Dataset, modal_prompts
+from interp.core.data import Dataset, modal_prompts, most_common
 from interp.core.numberline import get_task
 from interp.core.sampling import EXACT_THRESHOLD, greedy
 from interp.core.task import Task
@@ -146,7 +146,7 @@ def identity_inputs(task: Task, prompts: Int[Tensor, " batch"]) -> IdentityInput
             )
         rows.append((task.prompt_ids(s), task.response_ids(y)[:-1]))  # response_ids ends in EOS
     shapes = [(len(p), len(r)) for p, r in rows]
-    n_prompt, n_response = max(set(shapes), key=lambda x: (shapes.count(x), -shapes.index(x)))
+    n_prompt, n_response = most_common(shapes)
     keep = [i for i, x in enumerate(shapes) if x == (n_prompt, n_response)]
     prompts = prompts[torch.tensor(keep)]
     return IdentityInputs(

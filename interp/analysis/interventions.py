@@ -43,16 +43,11 @@ Groups = Group | str | Iterable[Group | str]
 
 
 def _vocab(model: HookedTransformer) -> dict[str, int] | None:
+    """The model's tokenizer as token -> id (None without one: nothing to compare)."""
     return None if model.tokenizer is None else model.tokenizer.get_vocab()
 
 
 def check_compatible(a: HookedTransformer, b: HookedTransformer, what: str = "A and B") -> None:
-    if same_architecture(a, b) and _vocab(a) is not None and _vocab(b) is not None:
-        if _vocab(a) != _vocab(b):
-            raise ArchitectureMismatch(
-                f"{what} have different tokenizers: the same token ids mean different text; "
-                "compare policies trained with one tokenizer"
-            )
     if not same_architecture(a, b):
         da, db = config_to_dict(a.cfg), config_to_dict(b.cfg)
         diff = ", ".join(f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db[k])
@@ -70,8 +65,16 @@ def check_pair(pair: Comparison) -> dict[str, Any]:
     policy's parameters or activations beside another's calls this first, so a mismatch
     is one ArchitectureMismatch naming the differing fields, not an error deep inside."""
     ref, a, b = pair.ref.checkpoint(), pair.a.checkpoint(), pair.b.checkpoint()
-    check_compatible(a.model, b.model, f"{pair.a.name} and {pair.b.name}")
-    check_compatible(a.model, ref.model, f"{pair.a.name} and its reference {pair.ref.name}")
+    others = [(b, f"{pair.a.name} and {pair.b.name}")]
+    others.append((ref, f"{pair.a.name} and its reference {pair.ref.name}"))
+    for other, what in others:
+        check_compatible(a.model, other.model, what)
+        va, vo = _vocab(a.model), _vocab(other.model)
+        if va is not None and vo is not None and va != vo:  # once here, not at every swap
+            raise ArchitectureMismatch(
+                f"{what} have different tokenizers: the same token ids mean different text; "
+                "compare policies trained with one tokenizer"
+            )
     return {"ref": ref, "A": a, "B": b}
 
 

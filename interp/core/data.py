@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
 from interp.core.task import Task
+
+T = TypeVar("T")
 
 
 def pad_sequences(
@@ -61,6 +64,11 @@ def group_by_length(task: Task, prompts: Sequence[int]) -> dict[int, list[int]]:
     for i, s in enumerate(prompts):
         groups.setdefault(len(task.prompt_ids(int(s))), []).append(i)
     return groups
+
+
+def most_common(values: Sequence[T]) -> T:
+    """The most frequent value; ties go to the one seen first."""
+    return max(dict.fromkeys(values), key=list(values).count)
 
 
 def modal_prompts(task: Task, prompts: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:

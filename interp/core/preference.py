@@ -93,6 +93,9 @@ class PreferenceTask(Task):
                 )
                 for p, w, l in rows
             ]
+        self._teacher: dict[int, int] = {}  # prompt -> its first pair's preferred response
+        for s, w, _ in self._triples["train"] + self._triples["test"]:
+            self._teacher.setdefault(s, w)
 
         self._prompt_ids = [self._tokenize(p, special=True) for p in self.prompt_strings]
         for s, ids in enumerate(self._prompt_ids):
@@ -132,11 +135,7 @@ class PreferenceTask(Task):
 
     def teacher_response(self, prompt: int) -> int | None:
         """The preferred response of the prompt's first pair (train rows, then test)."""
-        for side in ("train", "test"):
-            for s, w, _ in self._triples[side]:
-                if s == prompt:
-                    return w
-        return None
+        return self._teacher.get(prompt)
 
     def hf_tokenizer(self) -> PreTrainedTokenizerFast:
         return self.tokenizer  # type: ignore[return-value]  # any PreTrainedTokenizerBase works

@@ -42,7 +42,7 @@ from interp.lens import HookedTransformer
 from interp.options import option, seed_error, seed_option
 from interp.runs import hf_folder
 from interp.runs.names import DEFAULT_PRESET, REF
-from interp.runs.store import Checkpoint, CheckpointRef, Run, find_run
+from interp.runs.store import Checkpoint, CheckpointRef, Run, checkpoint_name, find_run
 
 
 @dataclass
@@ -102,7 +102,7 @@ class FolderCheckpoint:
 
     @property
     def name(self) -> str:
-        return f"{self.policy}@step{self.step}"
+        return checkpoint_name(self.policy, self.step)
 
     @cached_property
     def _loaded(self) -> tuple[HookedTransformer, Any]:
@@ -165,7 +165,17 @@ class FolderPolicy:
             step = steps[step]
         if step not in self._steps:
             raise PolicyNotFound(f"{self.name} has no step {step}; saved steps: {steps}")
+        if step == steps[-1]:
+            return self._final
         return FolderCheckpoint(self.name, step, self._steps[step], self.device, self.dtype)
+
+    @cached_property
+    def _final(self) -> FolderCheckpoint:
+        """The last step, kept: resolving the data, checking the pair and the analysis all
+        ask for it, and a folder is converted once. Earlier steps are not kept (a
+        trajectory of real models would not fit in memory)."""
+        last = max(self._steps)
+        return FolderCheckpoint(self.name, last, self._steps[last], self.device, self.dtype)
 
     def trajectory(self) -> list[FolderCheckpoint]:
         return [self.checkpoint(s) for s in self.steps()]

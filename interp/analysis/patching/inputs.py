@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.core.data import most_common
 from interp.core.task import Task
 
 
@@ -46,5 +47,5 @@ def probe_tokens(task: Task, prompts: Int[Tensor, " batch"]) -> Int[Tensor, "bat
         forced = [] if answer is None else without_eos(task, task.response_ids(answer))
         rows.append(task.prompt_ids(s) + forced)
     lengths = [len(r) for r in rows]
-    common = max(set(lengths), key=lambda n: (lengths.count(n), -lengths.index(n)))
+    common = most_common(lengths)
     return torch.tensor([r for r in rows if len(r) == common])
