@@ -42,7 +42,14 @@ from interp.lens import HookedTransformer
 from interp.options import option, seed_error, seed_option
 from interp.runs import hf_folder
 from interp.runs.names import DEFAULT_PRESET, REF
-from interp.runs.store import Checkpoint, CheckpointRef, Run, checkpoint_name, find_run
+from interp.runs.store import (
+    Checkpoint,
+    CheckpointRef,
+    Run,
+    checkpoint_name,
+    find_run,
+    saved_step,
+)
 
 
 @dataclass
@@ -159,12 +166,7 @@ class FolderPolicy:
 
     def checkpoint(self, step: int | None = None) -> FolderCheckpoint:
         steps = self.steps()
-        if step is None:
-            step = steps[-1]
-        elif step < 0 and -step <= len(steps):
-            step = steps[step]
-        if step not in self._steps:
-            raise PolicyNotFound(f"{self.name} has no step {step}; saved steps: {steps}")
+        step = saved_step(self.name, steps, steps[-1] if step is None else step)
         if step == steps[-1]:
             return self._final
         return FolderCheckpoint(self.name, step, self._steps[step], self.device, self.dtype)

@@ -159,18 +159,7 @@ class Run:
                     "with python -m interp.train, or pass step=N for a saved step"
                 )
             step = steps[-1]
-        if step < 0:
-            if -step > len(steps):
-                raise PolicyNotFound(
-                    f"policy {self.name} has {len(steps)} saved steps, so no step {step}; "
-                    f"saved steps: {_compact(steps)}"
-                )
-            step = steps[step]
-        if step not in steps:
-            raise PolicyNotFound(
-                f"policy {self.name} has no step {step}; {_nearest(steps, step)} "
-                f"(saved steps: {_compact(steps)}; step=-1 is the last)"
-            )
+        step = saved_step(self.name, steps, step)
         return Checkpoint(self.name, step, self.path / step_dirname(step), self.device, self.dtype)
 
     def trajectory(self) -> list[Checkpoint]:
@@ -182,6 +171,24 @@ class Run:
     def log(self) -> dict[str, list]:
         p = self.path / LOG_FILE
         return read_log(p).raw if p.exists() else {}
+
+
+def saved_step(policy: str, steps: list[int], step: int) -> int:
+    """The saved step `step` names (negative: counted from the last, -1 the last), or
+    PolicyNotFound naming the saved steps nearest to it."""
+    if step < 0:
+        if -step > len(steps):
+            raise PolicyNotFound(
+                f"policy {policy} has {len(steps)} saved steps, so no step {step}; "
+                f"saved steps: {_compact(steps)}"
+            )
+        step = steps[step]
+    if step not in steps:
+        raise PolicyNotFound(
+            f"policy {policy} has no step {step}; {_nearest(steps, step)} "
+            f"(saved steps: {_compact(steps)}; step=-1 is the last)"
+        )
+    return step
 
 
 def _nearest(steps: list[int], step: int) -> str:
