@@ -150,3 +150,19 @@ def test_ood_mass_counts_ood_leaves():
         by_hand += float(tree.logp[r, 0].exp()) * is_ood
     got = exact_metrics(tree, data.task)["ood_mass"]
     assert got == pytest.approx(by_hand / len(tree.prompts), abs=1e-6)
+
+
+def test_gold_reward_is_minus_the_expected_error_by_hand():
+    data = make_dataset("tiny", 0)
+    pol = build_model(SPEC, seed=2)
+    tree = enumerate_responses(pol, TASK, data.test.prompts, 6, 1e-3)
+    spread = data.task.unparsed_error
+    by_hand = 0.0
+    for r in range(len(tree.leaf_prompt)):
+        v = parse_response(tree.tokens[r, : tree.lengths[r]])
+        s = int(tree.prompts[tree.leaf_prompt[r]])
+        err = spread if v is None else abs(v - s)
+        by_hand -= float(tree.logp[r, 0].exp()) * err
+    got = exact_metrics(tree, data.task)["gold_reward"]
+    assert got == pytest.approx(by_hand / len(tree.prompts), abs=1e-5)
+    assert got <= 0

@@ -17,6 +17,10 @@
   part of the sum is unknown in size and sign: kl_exact is not a bound.
 - `ood_mass`: the probability π puts on OOD responses, from the same tree; the true value
   lies in [ood_mass, ood_mass + exact_residual].
+- `gold_reward`: −E_π Error(y, s), the exact expected reward under the judge's own error
+  (a gold reward, where the over-optimisation literature uses a judge model), from the same
+  tree, averaged over prompts. The unexpanded prefixes' share of it is unknown: it lies in
+  [gold_reward − exact_residual · (max S − min S), gold_reward].
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from interp.lens import HookedTransformer
 
 # Bumped whenever a change alters what `evaluate` returns for the same model, so stored
 # checkpoint evaluations made by older code are recomputed instead of reused.
-EVAL_VERSION = 2
+EVAL_VERSION = 3
 
 
 def eval_settings(exact_threshold: float | None, task: Task) -> dict[str, Any]:
@@ -55,13 +59,16 @@ def eval_settings(exact_threshold: float | None, task: Task) -> dict[str, Any]:
 
 
 def exact_metrics(tree: ResponseTree, task: Task) -> dict[str, float | None]:
-    """kl_exact (needs the tree scored with the reference), exact_residual, ood_mass (None
-    for a task without a judge)."""
+    """kl_exact (needs the tree scored with the reference), exact_residual, ood_mass and
+    gold_reward (None for a task without a judge)."""
     verdict = task.judge(tree.prompts[tree.leaf_prompt], tree.tokens, tree.lengths)
     out: dict[str, float | None] = {
         "ood_mass": None
         if verdict is None
         else float(tree.per_prompt(verdict.ood.double()).mean()),
+        "gold_reward": None
+        if verdict is None
+        else -float(tree.per_prompt(verdict.error.double()).mean()),
         "exact_residual": float(tree.residual.mean()),
     }
     if tree.logp.shape[1] > 1:
@@ -136,7 +143,7 @@ def evaluate(
         out["acc"] = float((r_w > r_l).double().mean())
         out["margin"] = None if beta is None else float((r_w - r_l).double().mean())
     if exact_threshold is not None and not task.enumerable:
-        out |= {"kl_exact": None, "exact_residual": None, "ood_mass": None}
+        out |= {"kl_exact": None, "exact_residual": None, "ood_mass": None, "gold_reward": None}
     elif exact_threshold is not None:
         scorers = [ref] if ref is not None else []
         tree = enumerate_responses(

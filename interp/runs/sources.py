@@ -235,14 +235,14 @@ class Comparison:
         """Metric → why this comparison cannot compute it."""
         out: dict[str, str] = {}
         if not self.task.has_judge:
-            for m in ("ood_rate", "error", "ood_mass"):
+            for m in ("ood_rate", "error", "ood_mass", "gold_reward"):
                 out[m] = f"the task {self.task.name} has no judge of OOD"
         if not self.task.enumerable:
             why = (
                 f"the response space of {len(self.task.response_tokens)} tokens per position "
                 "is too large to enumerate (kl_mc estimates the KL instead)"
             )
-            for m in ("kl_exact", "exact_residual", "ood_mass"):
+            for m in ("kl_exact", "exact_residual", "ood_mass", "gold_reward"):
                 out.setdefault(m, why)
         if self.beta is None:
             out["margin"] = "A's β is unknown: pass --beta"

@@ -32,6 +32,7 @@ METRIC_LABELS = {
     "ood_rate": "OOD rate (greedy)",
     "ood_mass": "OOD mass (exact)",
     "error": "Error",
+    "gold_reward": "gold reward −E|y − s| (exact)",
     "acc": "Acc",
     "margin": "Margin",
 }
