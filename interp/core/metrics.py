@@ -33,6 +33,7 @@ from torch import Tensor
 from interp.core.data import Split
 from interp.core.sampling import (
     MAX_FRONTIER,
+    Responses,
     ResponseTree,
     enumerate_responses,
     greedy,
@@ -105,6 +106,45 @@ def pair_rewards(
     return beta * ratio[split.chosen], beta * ratio[split.rejected]
 
 
+def assemble(
+    split: Split,
+    resp: Responses,
+    seq_lp: Float[Tensor, " n_seqs"],
+    greedy_ratio: Float[Tensor, " n_prompts"] | None,
+    ref_seq_logps: Float[Tensor, " n_seqs"] | None,
+    beta: float | None,
+    tree: ResponseTree | None,
+    enumerable: bool = True,
+) -> dict[str, Any]:
+    """The evaluation from its ingredients: the greedy responses, the split's sequence
+    log-probs, log π − log π_ref at each greedy response (None: no reference), the
+    reference's sequence log-probs, β and the enumerated tree (None: no exact metrics; with
+    `enumerable` False they are reported as None). The one place the metrics are computed,
+    for `evaluate` and for the member-batched `interp.core.members.evaluate_members`."""
+    task = split.task
+    verdict = task.judge(split.prompts, resp.tokens, resp.lengths)
+    out: dict[str, Any] = {
+        "ood_rate": None if verdict is None else float(verdict.ood.double().mean()),
+        "error": None if verdict is None else float(verdict.error.double().mean()),
+        "logp_chosen": float(seq_lp[split.chosen].mean()),
+        "logp_rejected": float(seq_lp[split.rejected].mean()),
+        "kl_greedy": None,
+        "acc": None,
+        "margin": None,
+    }
+    if greedy_ratio is not None and ref_seq_logps is not None:
+        out["kl_greedy"] = float(greedy_ratio.mean())
+        # Acc does not depend on β (> 0): without one it is read off the log-ratios
+        r_w, r_l = pair_rewards(seq_lp, ref_seq_logps, split, 1.0 if beta is None else beta)
+        out["acc"] = float((r_w > r_l).double().mean())
+        out["margin"] = None if beta is None else float((r_w - r_l).double().mean())
+    if not enumerable:
+        out |= {"kl_exact": None, "exact_residual": None, "ood_mass": None, "gold_reward": None}
+    elif tree is not None:
+        out.update(exact_metrics(tree, task))
+    return out
+
+
 def evaluate(
     model: HookedTransformer,
     split: Split,
@@ -115,39 +155,34 @@ def evaluate(
 ) -> dict[str, Any]:
     """The checkpoint evaluation: greedy OOD rate and Error on the split's prompts; with a
     reference, kl_greedy and Acc, and with β also Margin, on the split's pairs. With
-    `exact_threshold`, also ood_mass, exact_residual and (with a reference) kl_exact —
-    None for a task whose response space is too large to enumerate (`Task.enumerable`).
+    `exact_threshold`, also ood_mass, exact_residual, gold_reward and (with a reference)
+    kl_exact — None for a task whose response space is too large to enumerate
+    (`Task.enumerable`).
 
     `ref_seq_logps` (`split_logprobs(ref, split)`) may be passed in to avoid recomputing
     the reference's side at every checkpoint.
     """
     task = split.task
     resp = greedy(model, task, split.prompts, task.max_new_tokens)
-    verdict = task.judge(split.prompts, resp.tokens, resp.lengths)
     seq_lp = split_logprobs(model, split)
-    out: dict[str, Any] = {
-        "ood_rate": None if verdict is None else float(verdict.ood.double().mean()),
-        "error": None if verdict is None else float(verdict.error.double().mean()),
-        "logp_chosen": float(seq_lp[split.chosen].mean()),
-        "logp_rejected": float(seq_lp[split.rejected].mean()),
-        "kl_greedy": None,
-        "acc": None,
-        "margin": None,
-    }
+    ratio = None
     if ref is not None:
-        out["kl_greedy"] = float(greedy_kl(model, ref, task, resp).mean())
+        ratio = greedy_kl(model, ref, task, resp)
         if ref_seq_logps is None:
             ref_seq_logps = split_logprobs(ref, split)
-        # Acc does not depend on β (> 0): without one it is read off the log-ratios
-        r_w, r_l = pair_rewards(seq_lp, ref_seq_logps, split, 1.0 if beta is None else beta)
-        out["acc"] = float((r_w > r_l).double().mean())
-        out["margin"] = None if beta is None else float((r_w - r_l).double().mean())
-    if exact_threshold is not None and not task.enumerable:
-        out |= {"kl_exact": None, "exact_residual": None, "ood_mass": None, "gold_reward": None}
-    elif exact_threshold is not None:
+    tree = None
+    if exact_threshold is not None and task.enumerable:
         scorers = [ref] if ref is not None else []
         tree = enumerate_responses(
             model, task, split.prompts, task.max_new_tokens, exact_threshold, score_with=scorers
         )
-        out.update(exact_metrics(tree, task))
-    return out
+    return assemble(
+        split,
+        resp,
+        seq_lp,
+        ratio,
+        ref_seq_logps,
+        beta,
+        tree,
+        enumerable=exact_threshold is None or task.enumerable,
+    )

@@ -18,6 +18,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.core.data import group_by_length
+from interp.core.lean import Cache, Lean
 from interp.core.task import Task
 from interp.lens import HookedTransformer, forward_cached, new_kv_cache, select_kv_rows_
 
@@ -47,7 +48,7 @@ class Responses:
         return task.token_text(self.tokens[i, : int(self.lengths[i])])
 
 
-def check_fits(model: HookedTransformer, prompt_len: int, max_new_tokens: int) -> None:
+def check_fits(model: HookedTransformer | Lean, prompt_len: int, max_new_tokens: int) -> None:
     """Prompt plus a full-length response must fit the context: decoding, enumeration and
     scoring (which feeds the whole sequence) all rely on it."""
     if prompt_len + max_new_tokens > model.cfg.n_ctx:
@@ -163,9 +164,59 @@ EXACT_THRESHOLD = 1e-4  # default: enumeration expands prefixes at least this pr
 MAX_FRONTIER = 20_000  # prefixes kept per level and prompt length: bounds near-uniform models
 
 
+class _Hooked:
+    """The enumeration's forward passes with HookedTransformers: one key/value cache each."""
+
+    def __init__(self, models: Sequence[HookedTransformer]):
+        self.models = models
+        self.caches: list = []
+
+    def start(self, tokens: Int[Tensor, "rows pos"]) -> Float[Tensor, "rows d_vocab model"]:
+        self.caches = [new_kv_cache(m, len(tokens)) for m in self.models]
+        return self._last(tokens)
+
+    def advance(
+        self, rows: Int[Tensor, " rows"], tokens: Int[Tensor, " rows"]
+    ) -> Float[Tensor, "rows d_vocab model"]:
+        for c in self.caches:
+            select_kv_rows_(c, rows)
+        return self._last(tokens[:, None])
+
+    def _last(self, tokens: Tensor) -> Tensor:
+        # on the CPU whatever device the models are on
+        return torch.stack(
+            [
+                forward_cached(m, tokens, c)[:, -1].float().log_softmax(-1).cpu()
+                for m, c in zip(self.models, self.caches)
+            ],
+            dim=-1,
+        )
+
+
+class _Stacked:
+    """The same with a lean stack whose members are the policy, then its scorers."""
+
+    def __init__(self, lean: Lean):
+        self.lean, self.cache = lean, Cache()
+
+    def start(self, tokens: Int[Tensor, "rows pos"]) -> Float[Tensor, "rows d_vocab model"]:
+        self.cache = Cache()
+        return self._last(tokens)
+
+    def advance(
+        self, rows: Int[Tensor, " rows"], tokens: Int[Tensor, " rows"]
+    ) -> Float[Tensor, "rows d_vocab model"]:
+        self.cache.select_(rows)
+        return self._last(tokens[:, None])
+
+    def _last(self, tokens: Tensor) -> Tensor:
+        logits = self.lean(tokens, self.cache)[:, :, -1].float().log_softmax(-1)
+        return logits.permute(1, 2, 0).cpu()
+
+
 @torch.inference_mode()
 def enumerate_responses(
-    model: HookedTransformer,
+    model: HookedTransformer | Lean,
     task: Task,
     prompts: Sequence[int] | Tensor,
     max_new_tokens: int,
@@ -179,24 +230,26 @@ def enumerate_responses(
     at most the `max_frontier` most probable ones per level (this binds only for
     near-uniform policies, such as an untrained model). Every complete response of an
     expanded prefix becomes a leaf, however unlikely, so the only mass not accounted for
-    is that of unexpanded prefixes (`residual`)."""
+    is that of unexpanded prefixes (`residual`).
+
+    `model` may also be a lean stack (`interp.core.lean.Lean`) whose first member is the
+    policy and whose others score its tree, in one forward pass per level (then
+    `score_with` stays empty)."""
     prompts_t = torch.as_tensor([int(s) for s in prompts], dtype=torch.long)
-    models = [model, *score_with]
+    if isinstance(model, Lean):
+        if score_with:
+            raise ValueError("a lean stack holds its scorers as members: no score_with")
+        steps: _Hooked | _Stacked = _Stacked(model)
+        n_models = model.n_members
+    else:
+        steps, n_models = _Hooked([model, *score_with]), 1 + len(score_with)
     residual = torch.zeros(len(prompts_t), dtype=torch.float64)
     leaves: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
     for plen, rows in group_by_length(task, prompts_t.tolist()).items():
         check_fits(model, plen, max_new_tokens)
         row = torch.tensor(rows)
-        toks = torch.tensor([task.prompt_ids(int(prompts_t[i])) for i in rows])
-        caches = [new_kv_cache(m, len(rows)) for m in models]
-        step = torch.stack(
-            [
-                forward_cached(m, toks, c)[:, -1].float().log_softmax(-1).cpu()
-                for m, c in zip(models, caches)
-            ],
-            dim=-1,
-        )  # [F, vocab, K], on the CPU whatever device the models are on
-        logp = torch.zeros(len(rows), len(models))
+        step = steps.start(torch.tensor([task.prompt_ids(int(prompts_t[i])) for i in rows]))
+        logp = torch.zeros(len(rows), n_models)
         prefix = torch.zeros(len(rows), 0, dtype=torch.long)
         for depth in range(max_new_tokens):
             child = logp[:, None, :] + step
@@ -221,15 +274,7 @@ def enumerate_responses(
                 break
             row, logp = row[f], child[f, v]
             prefix = torch.cat([prefix[f], v[:, None]], dim=1)
-            for c in caches:
-                select_kv_rows_(c, f)
-            step = torch.stack(
-                [
-                    forward_cached(m, v[:, None], c)[:, -1].float().log_softmax(-1).cpu()
-                    for m, c in zip(models, caches)
-                ],
-                dim=-1,
-            )
+            step = steps.advance(f, v)
     return ResponseTree(
         prompts=prompts_t,
         leaf_prompt=torch.cat([x[0] for x in leaves]),

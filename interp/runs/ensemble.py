@@ -32,7 +32,9 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from interp.core.lean import Lean, supports
 from interp.core.losses import LOSSES, reward_stats
+from interp.core.members import evaluate_members
 from interp.core.model import build_model
 from interp.core.numberline import make_dataset
 from interp.core.scoring import model_logprobs, split_logprobs
@@ -67,11 +69,17 @@ class Ensemble:
             )
 
         self._forward = vmap(one, in_dims=(0, None))
+        # the suite's own architecture runs through the lean forward (same function, a few
+        # dense batched products instead of a vmapped HookedTransformer)
+        cfg = self.base.cfg
+        self.lean = Lean(self.params, cfg) if supports(cfg) else None
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
     def __call__(self, tokens: torch.Tensor, return_type: str = "logits") -> torch.Tensor:
+        if self.lean is not None:
+            return self.lean(tokens)
         return self._forward(self.params, tokens)
 
     @torch.no_grad()
@@ -156,7 +164,11 @@ def train_ensemble(
         ref_ckpt = store.find_run(key.reference, root).checkpoint()
         with locks.lock_runs([s.key for s in pending], root):
             pending = [s for s in pending if not is_complete(s.key, root)]  # done meanwhile?
-            ref_test = split_logprobs(ref_ckpt.model, data.test) if pending else None
+            # the writers' evaluation needs it only outside the lean forward's architecture
+            lean_eval = supports(ref_ckpt.model.cfg)
+            ref_test = (
+                split_logprobs(ref_ckpt.model, data.test) if pending and not lean_eval else None
+            )
             writers = [RunWriter(s, root, data, ref_ckpt, ref_test) for s in pending]
             groups = resume_groups([w.resumable() for w in writers])
             started = []
@@ -214,10 +226,20 @@ def _train_group(
     loss_fn = LOSSES[spec.key.loss]
     scratch = build_model(ref.cfg)
 
+    ref_lean = Lean.of([ref]) if ens.lean is not None else None
+
     def save(step: int) -> None:
         state = optimizer.state_dict()
+        evs: list = [None] * len(writers)
+        if ref_lean is not None:  # every member at once (else each by `evaluate` as it saves)
+            ens_now = Lean({k: v.detach() for k, v in ens.params.items()}, ref.cfg)
+            finite = all(bool(torch.isfinite(v).all()) for v in ens_now.p.values())
+            if finite:  # a diverged member is reported by its writer, unevaluated
+                betas_ = [w.key.beta for w in writers]
+                evs = evaluate_members(ens_now, ref_lean, data.test, betas_, spec.exact_threshold)
         for e, w in enumerate(writers):
-            w.save(step, ens.member(e, into=scratch), member_state(state, e), drop_older=False)
+            m = ens.member(e, into=scratch)
+            w.save(step, m, member_state(state, e), drop_older=False, evaluation=evs[e])
         for w in writers:  # only now: until every member has saved `step`, all can go back
             w.drop_older_states(step)
 

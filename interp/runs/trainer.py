@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.core.data import Dataset, Split, encode_pairs
+from interp.core.lean import LeanView, supports
 from interp.core.losses import LOSSES, PairLogps, reward_stats, sequence_logprobs, sft_loss
 from interp.core.model import ModelSpec, build_model
 from interp.core.numberline import make_dataset
@@ -39,11 +40,11 @@ from interp.runs.writer import RunWriter
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], h: Hyper) -> torch.optim.Optimizer:
     if h.optimizer == "adam":
-        return torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+        return torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay, foreach=True)
     if h.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
+        return torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay, foreach=True)
     if h.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=h.lr, weight_decay=h.weight_decay)
+        return torch.optim.RMSprop(params, lr=h.lr, weight_decay=h.weight_decay, foreach=True)
     raise ValueError(f"unknown optimizer {h.optimizer!r}")
 
 
@@ -61,7 +62,7 @@ def batch_indices(seed: int, step: int, n: int, batch_size: int) -> torch.Tensor
 
 
 def sft_step_loss(
-    model: HookedTransformer, split: Split, idx: torch.Tensor
+    model: HookedTransformer | LeanView, split: Split, idx: torch.Tensor
 ) -> tuple[torch.Tensor, dict]:
     seq = split.chosen[idx]
     tokens, mask = split.tokens[seq], split.response_mask[seq]
@@ -91,7 +92,7 @@ def deterministic() -> Iterator[None]:
 
 
 def pair_logps(
-    model: HookedTransformer,
+    model: HookedTransformer | LeanView,
     split: Split,
     idx: torch.Tensor,
     ref_seq_logps: torch.Tensor,
@@ -196,12 +197,14 @@ def _train_locked(
         leave=False,
     )
     model.train()
+    # the suite's own architecture trains through the lean forward, as an ensemble does
+    forward = LeanView(model) if supports(model.cfg) else model
     for step in range(start + 1, writer.total + 1):
         idx = batch_indices(key.seed, step, train.n_pairs, h.batch_size)
         if key.is_ref:
-            loss, row = sft_step_loss(model, train, idx)
+            loss, row = sft_step_loss(forward, train, idx)
         else:
-            lp = pair_logps(model, train, idx, ref_train, ref, with_kl_pairs=key.loss == "kto")
+            lp = pair_logps(forward, train, idx, ref_train, ref, with_kl_pairs=key.loss == "kto")
             loss = loss_fn(lp, beta).mean()
             with torch.no_grad():
                 row = {k: v.item() for k, v in reward_stats(lp, beta).items()}

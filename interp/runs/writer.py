@@ -174,17 +174,21 @@ class RunWriter:
         model: HookedTransformer,
         optimizer_state: dict,
         drop_older: bool = True,
+        evaluation: dict[str, Any] | None = None,
     ) -> None:
-        """Evaluate the model on the test split and write the checkpoint of `step`, with the
-        optimizer state; with `drop_older`, delete the older checkpoints' optimizer states
-        (else call `drop_older_states` once it is safe to: the batched trainer does so when
-        every member has saved the step)."""
+        """Evaluate the model on the test split (unless its `evaluation` is given: the
+        batched trainer evaluates all its members at once) and write the checkpoint of
+        `step`, with the optimizer state; with `drop_older`, delete the older checkpoints'
+        optimizer states (else call `drop_older_states` once it is safe to: the batched
+        trainer does so when every member has saved the step)."""
         spec = self.spec
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             raise self.diverged(step, "non-finite weights")
-        ev = evaluate(
-            model, self.data.test, self.ref, self.key.beta, self.ref_test, spec.exact_threshold
-        )
+        ev = evaluation
+        if ev is None:
+            ev = evaluate(
+                model, self.data.test, self.ref, self.key.beta, self.ref_test, spec.exact_threshold
+            )
         meta = {
             **{k: self.info[k] for k in ("policy", "preset", "loss", "beta", "seed", "reference")},
             "epoch": step / self.per_epoch,
