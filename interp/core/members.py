@@ -36,10 +36,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.core.data import Split, group_by_length
-from interp.core.lean import Cache, Lean, Params
-from interp.core.metrics import assemble
+from interp.core.lean import Cache, Lean, Params, supports
+from interp.core.metrics import assemble, evaluate
 from interp.core.sampling import Responses, check_fits, cut_at_eos, enumerate_responses
 from interp.core.task import Task
+from interp.lens import HookedTransformer
 
 
 def _stack(lean: Lean, extra: Params, repeat: int = 1) -> Lean:
@@ -161,4 +162,27 @@ def evaluate_members(
                 enumerable=exact_threshold is None or task.enumerable,
             )
         )
+    return out
+
+
+def evaluate_many(
+    models: Sequence[HookedTransformer],
+    split: Split,
+    ref: HookedTransformer,
+    beta: float | None,
+    exact_threshold: float | None = None,
+    chunk: int = 32,
+) -> list[dict[str, Any]]:
+    """`evaluate(model, split, ref, beta, exact_threshold=…)` of each model: member-batched,
+    `chunk` at a time, when every model and the reference have the lean forward's
+    architecture; else one at a time through TransformerLens."""
+    if not models:
+        return []
+    if not all(supports(m.cfg) for m in [ref, *models]):
+        return [evaluate(m, split, ref, beta, exact_threshold=exact_threshold) for m in models]
+    ref_lean = Lean.of([ref])
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(models), chunk):
+        part = models[i : i + chunk]
+        out += evaluate_members(Lean.of(part), ref_lean, split, [beta] * len(part), exact_threshold)
     return out

@@ -42,12 +42,12 @@ from interp.analysis.surgery.result import (
     Variant,
     WeightChange,
 )
-from interp.core.metrics import evaluate, kl_mc
+from interp.core.members import evaluate_many
+from interp.core.metrics import kl_mc
 from interp.core.model import CASE_STUDY, build_model
 from interp.core.params import Group, all_groups, frac_weight_delta, partitions, resolve_groups
 from interp.core.params import weight_delta as weight_delta_of
 from interp.core.sampling import Responses, greedy
-from interp.core.scoring import split_logprobs
 from interp.core.task import Task
 from interp.errors import UnknownGroup, UserError
 from interp.lens import HookedTransformer
@@ -164,11 +164,13 @@ def run_surgery(
     data = pair_.dataset
     test, task = data.test, data.task
     beta = pair_.beta
-    ref_seq = split_logprobs(ref, test)
     threshold = opts.exact_threshold
 
+    def ev_all(models: list[HookedTransformer]) -> list[dict[str, Any]]:
+        return evaluate_many(models, test, ref, beta, threshold)  # member-batched
+
     def ev(model: HookedTransformer) -> dict[str, Any]:
-        return evaluate(model, test, ref, beta, ref_seq, threshold)
+        return ev_all([model])[0]
 
     def ev_checkpoint(ck: Checkpoint) -> dict[str, Any]:
         stored = stored_evaluation(
@@ -183,6 +185,8 @@ def run_surgery(
     weights = WeightChange([], [], [], [])
     attention = all_groups(ref)["attention"]
     b_cache: dict[int, dict[str, Any]] = {}
+    a_rows: list[dict[str, Any]] = []
+    hybrids: list[HookedTransformer] = []
     used = [ref_ckpt]
     for t in tqdm(a_steps, desc="surgery", disable=None if progress else True, leave=False):
         a_ck, b_ck = a_run.checkpoint(t), b_run.checkpoint(donor_step[t])
@@ -190,14 +194,19 @@ def run_surgery(
         at, bt = a_ck.model, b_ck.model
         if donor_step[t] not in b_cache:
             b_cache[donor_step[t]] = ev_checkpoint(b_ck)
-        rows = [ev_checkpoint(a_ck), b_cache[donor_step[t]]] + [ev(swap(at, bt, g)) for g in chosen]
-        for s, row in zip(series, rows):
-            for m in TRACKED:
-                s.values[m].append(row.get(m))
+        a_rows.append(ev_checkpoint(a_ck))
+        hybrids += [swap(at, bt, g) for g in chosen]
         weights.a_delta.append(weight_delta_of(at, ref))
         weights.a_frac_attention.append(frac_weight_delta(at, ref, attention))
         weights.b_delta.append(weight_delta_of(bt, ref))
         weights.b_frac_attention.append(frac_weight_delta(bt, ref, attention))
+    swapped_rows = ev_all(hybrids)  # every step's swaps, evaluated together
+    for i, t in enumerate(a_steps):
+        rows = [a_rows[i], b_cache[donor_step[t]], *swapped_rows[i * len(chosen) :][: len(chosen)]]
+        for s, row in zip(series, rows):
+            for m in TRACKED:
+                s.values[m].append(row.get(m))
+    del hybrids
 
     # ---- one step: every group alone, interpolation, kl_mc, example, samples
     at = a_run.checkpoint(table_step).model
@@ -206,14 +215,28 @@ def run_surgery(
     known = {s.variant: {m: s[m][ti] for m in TRACKED} for s in series}  # reuse, not redo
     base_a, base_b = known[A], known[B]
 
-    def ev_swap(group: Group) -> dict[str, Any]:
-        return known.get(Variant("swap", group.name)) or ev(swap(at, bt, group))
-
     part_of = _partition_of(at)
     table_groups = resolve_groups(
         at, [*COARSE, *partitions(at)["heads"][: at.cfg.n_layers * at.cfg.n_heads], "all"]
     )
     table_groups = [g for g in table_groups if g.slices]  # `pos` under rotary positions
+    alphas = [i / (opts.alphas - 1) for i in range(opts.alphas)]
+    curve_groups = resolve_groups(at, ["attention", "non-attention"])
+    # every model the table and the curves need that is not known yet, evaluated together
+    todo: dict[tuple[str, float], HookedTransformer] = {}
+    for g in [*table_groups, *curve_groups]:
+        if Variant("swap", g.name) not in known:
+            todo[(g.name, 1.0)] = swap(at, bt, g)
+    for g in curve_groups:
+        for al in alphas[1:-1]:
+            todo[(g.name, al)] = interpolate(at, bt, g, al)
+    done = dict(zip(todo, ev_all(list(todo.values()))))
+
+    def ev_swap(group: Group, alpha: float = 1.0) -> dict[str, Any]:
+        if alpha == 1.0 and Variant("swap", group.name) in known:
+            return known[Variant("swap", group.name)]
+        return done[(group.name, alpha)]
+
     n_total = sum(p.numel() for p in at.parameters())
     single = []
     for g in table_groups:
@@ -233,13 +256,9 @@ def run_surgery(
                 ),
             )
         )
-    alphas = [i / (opts.alphas - 1) for i in range(opts.alphas)]
     curves = {}
-    for g in resolve_groups(at, ["attention", "non-attention"]):
-        curve = [
-            base_a if al == 0.0 else ev_swap(g) if al == 1.0 else ev(interpolate(at, bt, g, al))
-            for al in alphas
-        ]
+    for g in curve_groups:
+        curve = [base_a if al == 0.0 else ev_swap(g, al) for al in alphas]
         curves[g.name] = {m: [c[m] for c in curve] for m in METRICS}
 
     models = {A: at, B: bt} | {v: swap(at, bt, g) for v, g in zip(swaps, chosen)}
