@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-SEEDS  ?= 0
+SEEDS  ?= 0 1 2 3 4
 
 .PHONY: report test test-slow check bench paper clean-venv
 
@@ -25,13 +25,15 @@ check: $(STAMP)  ## lint, format, layering contract, fast tests
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
-paper: $(STAMP)  ## every experiment of the case study + reports/paper.html (SEEDS="0 1 2 3 4" for five)
+paper: $(STAMP)  ## every experiment of the case study + reports/paper.html (five seeds; SEEDS=0 for one)
 	$(BIN)/python analyses/paper.py --seeds $(SEEDS)
 
 bench: $(STAMP)  ## timing ratios, see benchmarks/README.md
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_surgery.py
 	$(BIN)/python benchmarks/bench_ensemble.py
+	$(BIN)/python benchmarks/bench_eval.py
+	$(BIN)/python benchmarks/bench_trl.py
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -13,6 +13,10 @@ from interp.options import seed_option
 from interp.present.html import Report
 from interp.present.write import write_report
 
+# the seeds every experiment and `make paper` run by default: the case study's findings
+# depend on the seed (β = 0.01 goes OOD in 2 of 5), so one seed is not a result
+SEEDS = [0, 1, 2, 3, 4]
+
 INTERRUPTED = (
     "the checkpoints trained and the reports written so far are kept: rerun the same "
     "command to resume"
@@ -21,7 +25,7 @@ INTERRUPTED = (
 
 @dataclass
 class ExperimentOptions(Folders):
-    seeds: list[int] = seed_option([0], help="seeds (data split, initialisation, batch order)")
+    seeds: list[int] = seed_option(SEEDS, help="seeds (data split, initialisation, batch order)")
     progress: bool = option(True, help="show progress bars")
 
 

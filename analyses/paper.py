@@ -5,7 +5,8 @@ comparison of beta0.01 with beta1.0 (F3–F5) — for each seed, training whatev
 missing, and writes `reports/paper.html`: one row per claim with the case study's number,
 ours (mean ± 95% CI over seeds; one seed: its value), the verdict, and links to the reports behind it.
 
-    python analyses/paper.py --seeds 0 1 2 3 4
+    python analyses/paper.py                 # seeds 0-4 (the default)
+    python analyses/paper.py --seeds 0       # one seed
     python analyses/paper.py --tiny          # the same pipeline on the tiny preset: a smoke test
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import beta_sweep
 import grokking
 import mechanistic
-from _experiment import INTERRUPTED
+from _experiment import INTERRUPTED, SEEDS
 
 from interp.cli import Folders, option, parse, run
 from interp.core.model import CASE_STUDY, ModelSpec
@@ -38,7 +39,7 @@ TINY_MODEL = ModelSpec(d_model=32, n_heads=2, d_mlp=32)
 
 @dataclass
 class PaperOptions(Folders):
-    seeds: list[int] = seed_option([0], help="seeds to run every experiment with")
+    seeds: list[int] = seed_option(SEEDS, help="seeds to run every experiment with")
     tiny: bool = option(
         False, help="the tiny preset and a tiny model everywhere: checks the pipeline in seconds"
     )

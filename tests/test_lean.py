@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from interp.core.lean import Cache, Lean, supports
+from interp.core.lean import Lean, supports
 from interp.core.model import ModelSpec, build_model
 from interp.lens import HookedTransformerConfig
 
@@ -19,7 +19,9 @@ def _models(n: int, spec: ModelSpec) -> list:
     return out
 
 
-@pytest.mark.parametrize("spec", [ModelSpec(d_model=32, n_heads=2, d_mlp=32), ModelSpec(n_layers=2)])
+@pytest.mark.parametrize(
+    "spec", [ModelSpec(d_model=32, n_heads=2, d_mlp=32), ModelSpec(n_layers=2)]
+)
 def test_logits_match_the_hooked_transformer(spec):
     models = _models(3, spec)
     lean = Lean.of(models)
@@ -33,28 +35,31 @@ def test_logits_match_the_hooked_transformer(spec):
         torch.testing.assert_close(out[e], m(per_member[e]), atol=1e-5, rtol=0)
 
 
-def test_cache_appends_and_follows_selected_rows():
-    models = _models(2, ModelSpec(d_model=32, n_heads=2, d_mlp=32))
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_last_position_logits_from_tables_equal_the_whole_forward(n_layers):
+    """One layer deep, `last` computes from (token, position) tables: an independent path."""
+    models = _models(3, ModelSpec(n_layers=n_layers, d_model=32, n_heads=2, d_mlp=32))
     lean = Lean.of(models)
-    toks = torch.randint(0, 13, (5, 9))
-    full = lean(toks)
-    cache = Cache()
-    parts = [lean(toks[:, :4], cache), lean(toks[:, 4:5], cache), lean(toks[:, 5:], cache)]
-    torch.testing.assert_close(torch.cat(parts, 2), full, atol=1e-5, rtol=0)
-    cache = Cache()
-    lean(toks[:, :4], cache)
-    rows = torch.tensor([3, 3, 0])
-    cache.select_(rows)
-    torch.testing.assert_close(lean(toks[rows, 4:], cache), full[:, rows, 4:], atol=1e-5, rtol=0)
+    for width in (1, 4, 9):
+        toks = torch.randint(0, 13, (6, width))
+        for e, m in enumerate(models):
+            torch.testing.assert_close(lean.last(toks)[e], m(toks)[:, -1], atol=1e-5, rtol=0)
+        per_member = torch.stack([toks, toks.flip(0), toks.roll(1, 0)])
+        for e, m in enumerate(models):
+            got = lean.last(per_member)[e]
+            torch.testing.assert_close(got, m(per_member[e])[:, -1], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="exceed n_ctx"):
+        lean.last(torch.zeros(2, 11, dtype=torch.long))
 
 
 def test_a_member_gets_the_same_bits_whatever_its_slot():
     """What lets a member equal to the reference get log-ratios of exactly 0."""
     a, b = _models(2, ModelSpec(d_model=32, n_heads=2, d_mlp=32))
     toks = torch.randint(0, 13, (300, 8))
-    alone = Lean.of([a])(toks)[0]
-    stacked = Lean.of([b, a, a])(toks)
-    assert torch.equal(alone, stacked[1]) and torch.equal(alone, stacked[2])
+    for fn in ("__call__", "last"):
+        alone = getattr(Lean.of([a]), fn)(toks)[0]
+        stacked = getattr(Lean.of([b, a, a]), fn)(toks)
+        assert torch.equal(alone, stacked[1]) and torch.equal(alone, stacked[2]), fn
 
 
 def test_the_ensemble_trains_through_it_with_gradients():

@@ -8,9 +8,10 @@ time. Here the same ingredients come from the lean forward (`interp.core.lean`) 
 members stacked, and the metrics are assembled by the same `interp.core.metrics.assemble`:
 
 - **Split scoring as a prefix forest.** The split's sequences share their prompts and
-  most of their response prefixes ("303." and "305." share "30"): each distinct prefix is
-  run once, through a key/value cache, and a sequence's log-probability is the sum along
-  its path. Members and the reference are one stack on the same (shared) tokens.
+  most of their response prefixes ("303." and "305." share "30"): the next-token
+  distribution after each distinct prefix is computed once, and a sequence's
+  log-probability is the sum along its path. Members and the reference are one stack on
+  the same (shared) tokens.
 - **Greedy decoding** runs every member's prompts in one stacked forward per new token,
   each member feeding its own argmax. kl_greedy scores member e's greedy sequences with
   member e and with the reference in one stacked forward.
@@ -36,7 +37,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.core.data import Split, group_by_length
-from interp.core.lean import Cache, Lean, Params, supports
+from interp.core.lean import Lean, Params, supports
 from interp.core.metrics import assemble, evaluate
 from interp.core.sampling import Responses, check_fits, cut_at_eos, enumerate_responses
 from interp.core.task import Task
@@ -51,71 +52,68 @@ def _stack(lean: Lean, extra: Params, repeat: int = 1) -> Lean:
 
 @torch.inference_mode()
 def forest_logprobs(lean: Lean, split: Split) -> Float[Tensor, "member n_seqs"]:
-    """log π(response | prompt) of every sequence of the split, for every member: each
-    distinct prefix (prompt, then response prefixes) is run once, through a cache."""
+    """log π(response | prompt) of every sequence of the split, for every member: the
+    next-token distribution after each distinct prefix (the prompt, then each response
+    prefix) is computed once, and a sequence sums along its path."""
     task = split.task
     out = torch.zeros(lean.n_members, len(split.seq_prompt))
-    prompt_of = split.seq_prompt
     for plen, rows in group_by_length(task, split.prompts.tolist()).items():
-        prompts = split.prompts[torch.tensor(rows)]
-        seqs = torch.isin(prompt_of, prompts).nonzero().flatten()
-        node = torch.searchsorted(prompts.sort().values, prompt_of[seqs])  # depth-0 node
-        order = prompts.sort().indices
-        toks = torch.tensor([task.prompt_ids(int(s)) for s in prompts[order]])
+        prompts = split.prompts[torch.tensor(rows)].sort().values
+        seqs = torch.isin(split.seq_prompt, prompts).nonzero().flatten()
+        node = torch.searchsorted(prompts, split.seq_prompt[seqs])  # row of the prefix so far
+        prefixes = torch.tensor([task.prompt_ids(int(s)) for s in prompts])
         resp = split.tokens[seqs, plen:]
         length = split.response_mask[seqs, plen:].sum(-1)
-        cache = Cache()
-        logp = lean(toks, cache)[:, :, -1].float().log_softmax(-1)  # [member, node, vocab]
         for depth in range(int(length.max())):
+            logp = lean.last(prefixes).float().log_softmax(-1).cpu()  # [member, node, vocab]
             live = (length > depth).nonzero().flatten()
-            tok = resp[live, depth]
-            out[:, seqs[live]] += logp[:, node[live], tok].cpu()
-            nxt = live[length[live] > depth + 1]  # sequences that go on: their prefix is a node
+            out[:, seqs[live]] += logp[:, node[live], resp[live, depth]]
+            nxt = live[length[live] > depth + 1]  # sequences that go on: a longer prefix
             if len(nxt) == 0:
                 break
             key = node[nxt] * lean.cfg.d_vocab + resp[nxt, depth]
-            uniq, inverse = torch.unique(key, return_inverse=True)
-            node = torch.full_like(node, -1)
-            node[nxt] = inverse
-            cache.select_(uniq // lean.cfg.d_vocab)
-            step = (uniq % lean.cfg.d_vocab)[:, None]
-            logp = lean(step, cache)[:, :, -1].float().log_softmax(-1)
+            uniq, node[nxt] = torch.unique(key, return_inverse=True)
+            parent, tok = uniq // lean.cfg.d_vocab, uniq % lean.cfg.d_vocab
+            prefixes = torch.cat([prefixes[parent], tok[:, None]], dim=1)
     return out
 
 
 @torch.inference_mode()
 def greedy_members(
-    lean: Lean, task: Task, prompts: Int[Tensor, " batch"], max_new_tokens: int
-) -> list[Responses]:
-    """`interp.core.sampling.greedy` for every member: one stacked forward per new token."""
+    lean: Lean,
+    task: Task,
+    prompts: Int[Tensor, " batch"],
+    max_new_tokens: int,
+    ref: Lean | None = None,
+) -> tuple[list[Responses], Float[Tensor, "member batch"] | None]:
+    """`interp.core.sampling.greedy` for every member, one stacked forward per new token;
+    with a reference (a one-member stack), also log π(y) − log π_ref(y) of each member's
+    greedy response y, the reference scoring it beside the member in the same forward."""
     n_m, prompts_l = lean.n_members, [int(s) for s in prompts]
+    both = lean if ref is None else _stack(lean, ref.p, n_m)  # member e's twin: slot n_m + e
     out = torch.full((n_m, len(prompts_l), max_new_tokens), task.pad, dtype=torch.long)
     lengths = torch.zeros(n_m, len(prompts_l), dtype=torch.long)
+    path = torch.zeros(both.n_members, len(prompts_l))  # log-prob of the response so far
     for plen, rows in group_by_length(task, prompts_l).items():
         check_fits(lean, plen, max_new_tokens)
-        cache = Cache()
-        logits = lean(torch.tensor([task.prompt_ids(prompts_l[i]) for i in rows]), cache)
-        gen = []
-        for i in range(max_new_tokens):
-            nxt = logits[:, :, -1].float().argmax(-1).cpu()  # [member, rows]
-            gen.append(nxt)
-            if bool((torch.stack(gen, -1) == task.eos).any(-1).all()) or i == max_new_tokens - 1:
-                break
-            logits = lean(nxt[..., None], cache)
-        toks, n = cut_at_eos(task, torch.stack(gen, -1).flatten(0, 1))
         idx = torch.tensor(rows)
-        out[:, idx, : toks.shape[1]] = toks.view(n_m, len(rows), -1)
+        toks = torch.tensor([task.prompt_ids(prompts_l[i]) for i in rows]).expand(n_m, -1, -1)
+        going = torch.ones(n_m, len(rows), dtype=torch.bool)
+        for _ in range(max_new_tokens):
+            twin = toks if ref is None else toks.repeat(2, 1, 1)
+            logp = both.last(twin).float().log_softmax(-1).cpu()  # [slot, rows, vocab]
+            nxt = logp[:n_m].argmax(-1)
+            step = logp.gather(-1, nxt.repeat(both.n_members // n_m, 1)[..., None]).squeeze(-1)
+            path[:, idx] += torch.where(going.repeat(both.n_members // n_m, 1), step, 0.0)
+            toks = torch.cat([toks, nxt[..., None]], dim=-1)
+            going &= nxt != task.eos
+            if not bool(going.any()):
+                break
+        gen, n = cut_at_eos(task, toks[..., plen:].flatten(0, 1))
+        out[:, idx, : gen.shape[1]] = gen.view(n_m, len(rows), -1)
         lengths[:, idx] = n.view(n_m, len(rows))
-    return [Responses(torch.tensor(prompts_l), out[e], lengths[e]) for e in range(n_m)]
-
-
-@torch.inference_mode()
-def _sequence_logprobs(
-    lean: Lean, tokens: Int[Tensor, "member batch pos"], mask: Tensor
-) -> Float[Tensor, "member batch"]:
-    lp = lean(tokens)[:, :, :-1].float().log_softmax(-1)
-    lp = lp.gather(-1, tokens[:, :, 1:, None].to(lp.device)).squeeze(-1).cpu()
-    return torch.where(mask[:, :, 1:], lp, torch.zeros_like(lp)).sum(-1)
+    responses = [Responses(torch.tensor(prompts_l), out[e], lengths[e]) for e in range(n_m)]
+    return responses, None if ref is None else path[:n_m] - path[n_m:]
 
 
 def evaluate_members(
@@ -130,16 +128,8 @@ def evaluate_members(
     stack of the reference."""
     task, n_m = split.task, members.n_members
     scored = forest_logprobs(_stack(members, ref.p), split)  # members, then the reference
-    responses = greedy_members(members, task, split.prompts, task.max_new_tokens)
-    seqs = [r.sequences(task) for r in responses]
-    width = max(t.shape[1] for t, _ in seqs)
-    toks = torch.full((n_m, len(split.prompts), width), task.pad, dtype=torch.long)
-    mask = torch.zeros_like(toks, dtype=torch.bool)
-    for e, (t, m) in enumerate(seqs):
-        toks[e, :, : t.shape[1]], mask[e, :, : m.shape[1]] = t, m
-    both = _sequence_logprobs(
-        _stack(members, ref.p, n_m), toks.repeat(2, 1, 1), mask.repeat(2, 1, 1)
-    )
+    responses, ratio = greedy_members(members, task, split.prompts, task.max_new_tokens, ref)
+    assert ratio is not None
     out = []
     for e in range(n_m):
         tree = None
@@ -155,7 +145,7 @@ def evaluate_members(
                 split,
                 responses[e],
                 scored[e],
-                both[e] - both[n_m + e],
+                ratio[e],
                 scored[n_m],
                 betas[e],
                 tree,

@@ -18,7 +18,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.core.data import group_by_length
-from interp.core.lean import Cache, Lean
+from interp.core.lean import Lean
 from interp.core.task import Task
 from interp.lens import HookedTransformer, forward_cached, new_kv_cache, select_kv_rows_
 
@@ -194,24 +194,24 @@ class _Hooked:
 
 
 class _Stacked:
-    """The same with a lean stack whose members are the policy, then its scorers."""
+    """The same with a lean stack whose members are the policy, then its scorers; it keeps
+    each row's tokens and asks for their last-position logits (`Lean.last`)."""
 
     def __init__(self, lean: Lean):
-        self.lean, self.cache = lean, Cache()
+        self.lean, self.rows = lean, torch.zeros(0, 0, dtype=torch.long)
 
     def start(self, tokens: Int[Tensor, "rows pos"]) -> Float[Tensor, "rows d_vocab model"]:
-        self.cache = Cache()
-        return self._last(tokens)
+        self.rows = tokens
+        return self._last()
 
     def advance(
         self, rows: Int[Tensor, " rows"], tokens: Int[Tensor, " rows"]
     ) -> Float[Tensor, "rows d_vocab model"]:
-        self.cache.select_(rows)
-        return self._last(tokens[:, None])
+        self.rows = torch.cat([self.rows[rows], tokens[:, None]], dim=1)
+        return self._last()
 
-    def _last(self, tokens: Tensor) -> Tensor:
-        logits = self.lean(tokens, self.cache)[:, :, -1].float().log_softmax(-1)
-        return logits.permute(1, 2, 0).cpu()
+    def _last(self) -> Tensor:
+        return self.lean.last(self.rows).float().log_softmax(-1).permute(1, 2, 0).cpu()
 
 
 @torch.inference_mode()
