@@ -88,10 +88,11 @@ def test_surgery_on_folders_swap_everything_gives_b(tmp_path, arch, capsys):
     assert surgery_main([*argv, "--mc-samples", "4", "--alphas", "3"]) == 0
     out = capsys.readouterr().out
     assert (
-        "Not computable here: ood_rate, error, ood_mass (the task prefs.jsonl has no judge" in out
+        "Not computable here: ood_rate, error, ood_mass, gold_reward (the task prefs.jsonl has no judge"
+        in out
     )
     data = twin(tmp_path, "surgery")
-    assert set(data["not_computable"]) == {"ood_rate", "error", "ood_mass"}
+    assert set(data["not_computable"]) == {"ood_rate", "error", "ood_mass", "gold_reward"}
     traj = data["trajectory"]
     everything = traj["A[model←B]"]
     for m in ("kl_greedy", "kl_exact", "acc", "margin"):

@@ -231,13 +231,13 @@ def test_stale_stored_evaluations_are_recomputed(tiny_root, tmp_path, monkeypatc
 
     base = fast_surgery(tiny_root)
     calls = {"n": 0}
-    real = metrics.evaluate
+    real = surgery.evaluate_many
 
-    def counting(*a, **k):
-        calls["n"] += 1
-        return real(*a, **k)
+    def counting(models, *a, **k):
+        calls["n"] += len(models)  # models evaluated, however they are batched
+        return real(models, *a, **k)
 
-    monkeypatch.setattr(surgery, "evaluate", counting)
+    monkeypatch.setattr(surgery, "evaluate_many", counting)
     fast_surgery(tiny_root)
     fresh_calls = calls["n"]
     monkeypatch.setattr(metrics, "EVAL_VERSION", metrics.EVAL_VERSION + 1)
