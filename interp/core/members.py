@@ -15,13 +15,16 @@ members stacked, and the metrics are assembled by the same `interp.core.metrics.
 - **Greedy decoding** runs every member's prompts in one stacked forward per new token,
   each member feeding its own argmax. kl_greedy scores member e's greedy sequences with
   member e and with the reference in one stacked forward.
-- **Exact enumeration** stays a tree per member (their trees differ), each level one
-  forward of the member and the reference stacked together.
+- **Exact enumeration** grows a tree per member (their trees differ) but every level is
+  one padded forward of all members, and the reference scores the *union* of the
+  members' prefixes once (the trees of thirty β overlap in most of their prefixes).
 
-The reference always sits in the same stacked forward as the member it is compared with,
-and a stacked product gives a member's slot exactly what it gives the same weights
-alone, so a member equal to the reference (every run at step 0) gets log-ratios of
-exactly 0: kl_exact 0, kl_greedy 0, Acc 0 (ties are misses), as `evaluate` gives it.
+In split scoring and greedy decoding the reference sits in the same stacked forward as
+the member it is compared with, and a stacked product gives a member's slot exactly what
+it gives the same weights alone; in enumeration a member whose weights equal the
+reference's is its own reference. So a member equal to the reference (every run at step
+0) gets log-ratios of exactly 0: kl_exact 0, kl_greedy 0, Acc 0 (ties are misses), as
+`evaluate` gives it.
 Otherwise the numbers agree with `evaluate` up to float rounding (tested), which can move
 a greedy argmax or a prefix at the enumeration threshold only where two values tie to
 ~1e-6.
@@ -39,7 +42,15 @@ from torch import Tensor
 from interp.core.data import Split, group_by_length
 from interp.core.lean import Lean, Params, supports
 from interp.core.metrics import assemble, evaluate
-from interp.core.sampling import Responses, check_fits, cut_at_eos, enumerate_responses
+from interp.core.sampling import (
+    MAX_FRONTIER,
+    Level,
+    Responses,
+    ResponseTree,
+    _Growth,
+    check_fits,
+    cut_at_eos,
+)
 from interp.core.task import Task
 from interp.lens import HookedTransformer
 
@@ -116,6 +127,88 @@ def greedy_members(
     return responses, None if ref is None else path[:n_m] - path[n_m:]
 
 
+def _first_of_each(keys: Int[Tensor, " rows"]) -> tuple[Tensor, Tensor, Tensor]:
+    """The distinct keys, the row where each first occurs, and each row's distinct key."""
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((len(uniq),), len(keys), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(keys)), "amin")
+    return uniq, first, inverse
+
+
+def _padded(rows: list[Tensor]) -> Int[Tensor, "member batch pos"]:
+    """Members' token rows in one block, each padded by repeating its first row (a real
+    prefix, so the padding computes nothing undefined; its logits are dropped)."""
+    n = max(len(r) for r in rows)
+    return torch.stack([torch.cat([r, r[:1].expand(n - len(r), -1)]) for r in rows])
+
+
+@torch.inference_mode()
+def enumerate_members(
+    members: Lean,
+    ref: Lean,
+    task: Task,
+    prompts: Int[Tensor, " batch"],
+    max_new_tokens: int,
+    threshold: float,
+    max_frontier: int = MAX_FRONTIER,
+) -> list[ResponseTree]:
+    """`enumerate_responses(member, …, score_with=[ref])` for every member: each member
+    grows its own tree by the same rule (`sampling._Growth`), each level is one padded
+    forward of all members, and the reference scores the distinct prefixes of all the
+    trees at once. A member with the reference's weights is scored by itself."""
+    n_m = members.n_members
+    same = [all(torch.equal(v[e], ref.p[k][0]) for k, v in members.p.items()) for e in range(n_m)]
+    prompts_l = [int(s) for s in prompts]
+    grows = [
+        _Growth(task, max_new_tokens, threshold, max_frontier, len(prompts_l)) for _ in range(n_m)
+    ]
+
+    def steps(toks: list[Tensor]) -> list[Tensor | None]:
+        """Next-token log-probs [rows, vocab, 2] (member, reference) of each member's rows
+        (None for a member whose tree is complete)."""
+        live = [e for e in range(n_m) if len(toks[e])]
+        mine = members.last(
+            _padded([toks[e] if len(toks[e]) else toks[live[0]] for e in range(n_m)])
+        )
+        mine = mine.float().log_softmax(-1).cpu()
+        every = torch.cat([toks[e] for e in live])
+        # a row's key: its tokens as digits base d_vocab (≤ n_ctx digits fit in int64)
+        digits = members.cfg.d_vocab ** torch.arange(every.shape[1] - 1, -1, -1)
+        _, first, inverse = _first_of_each(every @ digits)
+        theirs = (
+            ref.last(every[first])[0]
+            .float()
+            .log_softmax(-1)
+            .cpu()[inverse]
+            .split([len(toks[e]) for e in live])
+        )
+        out: list[Tensor | None] = [None] * n_m
+        for e, t in zip(live, theirs):
+            m = mine[e, : len(toks[e])]
+            out[e] = torch.stack([m, m if same[e] else t], dim=-1)
+        return out
+
+    for plen, rows in group_by_length(task, prompts_l).items():
+        check_fits(members, plen, max_new_tokens)
+        start = torch.tensor([task.prompt_ids(prompts_l[i]) for i in rows])
+        toks = [start] * n_m
+        levels: list[Level | None] = [_Growth.roots(torch.tensor(rows), 2) for _ in range(n_m)]
+        for depth in range(max_new_tokens):
+            step = steps(toks)
+            for e in range(n_m):
+                lv = levels[e]
+                se = step[e]
+                kept = None if lv is None or se is None else grows[e].expand(lv, se, depth)
+                if kept is None:
+                    levels[e], toks[e] = None, toks[e][:0]
+                else:
+                    levels[e], (f, v) = kept
+                    toks[e] = torch.cat([toks[e][f], v[:, None]], dim=1)
+            if all(lv is None for lv in levels):
+                break
+    return [g.tree(torch.tensor(prompts_l)) for g in grows]
+
+
 def evaluate_members(
     members: Lean,
     ref: Lean,
@@ -130,16 +223,15 @@ def evaluate_members(
     scored = forest_logprobs(_stack(members, ref.p), split)  # members, then the reference
     responses, ratio = greedy_members(members, task, split.prompts, task.max_new_tokens, ref)
     assert ratio is not None
+    trees: list[ResponseTree | None] = [None] * n_m
+    if exact_threshold is not None and task.enumerable:
+        trees = list(
+            enumerate_members(
+                members, ref, task, split.prompts, task.max_new_tokens, exact_threshold
+            )
+        )
     out = []
-    for e in range(n_m):
-        tree = None
-        if exact_threshold is not None and task.enumerable:
-            pair = Lean(
-                {k: torch.stack([v[e], ref.p[k][0]]) for k, v in members.p.items()}, members.cfg
-            )
-            tree = enumerate_responses(
-                pair, task, split.prompts, task.max_new_tokens, exact_threshold
-            )
+    for e, tree in enumerate(trees):
         out.append(
             assemble(
                 split,

@@ -243,44 +243,82 @@ def enumerate_responses(
         n_models = model.n_members
     else:
         steps, n_models = _Hooked([model, *score_with]), 1 + len(score_with)
-    residual = torch.zeros(len(prompts_t), dtype=torch.float64)
-    leaves: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+    grow = _Growth(task, max_new_tokens, threshold, max_frontier, len(prompts_t))
     for plen, rows in group_by_length(task, prompts_t.tolist()).items():
         check_fits(model, plen, max_new_tokens)
-        row = torch.tensor(rows)
         step = steps.start(torch.tensor([task.prompt_ids(int(prompts_t[i])) for i in rows]))
-        logp = torch.zeros(len(rows), n_models)
-        prefix = torch.zeros(len(rows), 0, dtype=torch.long)
+        level = grow.roots(torch.tensor(rows), n_models)
         for depth in range(max_new_tokens):
-            child = logp[:, None, :] + step
-            tok = torch.arange(step.shape[1])[None, :].expand(len(row), -1)
-            leaf = (tok == task.eos) | (depth == max_new_tokens - 1)
-            prob = child[..., 0].exp()
-            keep = ~leaf & (prob >= threshold)
-            if int(keep.sum()) > max_frontier:  # keep only the most probable prefixes
-                cut = prob[keep].topk(max_frontier).values[-1]
-                keep &= prob >= cut
-            drop = ~leaf & ~keep
-            residual.index_add_(
-                0, row[:, None].expand_as(tok)[drop], child[..., 0][drop].double().exp()
-            )
-            f, v = leaf.nonzero(as_tuple=True)
-            lt = torch.full((len(f), max_new_tokens), task.pad, dtype=torch.long)
-            lt[:, :depth] = prefix[f]
-            lt[:, depth] = v
-            leaves.append((row[f], lt, torch.full((len(f),), depth + 1), child[f, v]))
-            f, v = keep.nonzero(as_tuple=True)
-            if len(f) == 0:
+            kept = grow.expand(level, step, depth)
+            if kept is None:
                 break
-            row, logp = row[f], child[f, v]
-            prefix = torch.cat([prefix[f], v[:, None]], dim=1)
+            level, (f, v) = kept
             step = steps.advance(f, v)
-    return ResponseTree(
-        prompts=prompts_t,
-        leaf_prompt=torch.cat([x[0] for x in leaves]),
-        tokens=torch.cat([x[1] for x in leaves]),
-        lengths=torch.cat([x[2] for x in leaves]),
-        logp=torch.cat([x[3] for x in leaves]),
-        residual=residual,
-        threshold=threshold,
-    )
+    return grow.tree(prompts_t)
+
+
+@dataclass
+class Level:
+    """The prefixes being expanded at one depth: each one's prompt row, log-probability
+    under every model (policy first) and response tokens so far."""
+
+    row: Int[Tensor, " rows"]
+    logp: Float[Tensor, "rows model"]
+    prefix: Int[Tensor, "rows depth"]
+
+
+class _Growth:
+    """The enumeration's bookkeeping, apart from its forward passes: from one level's
+    next-token log-probabilities, the leaves it completes, the probability it leaves
+    unexpanded and the prefixes it expands (one rule, used per policy and per member)."""
+
+    def __init__(
+        self, task: Task, max_new_tokens: int, threshold: float, max_frontier: int, n_prompts: int
+    ):
+        self.task, self.max_new, self.threshold = task, max_new_tokens, threshold
+        self.max_frontier = max_frontier
+        self.residual = torch.zeros(n_prompts, dtype=torch.float64)
+        self.leaves: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+
+    @staticmethod
+    def roots(rows: Int[Tensor, " rows"], n_models: int) -> Level:
+        return Level(rows, torch.zeros(len(rows), n_models), torch.zeros(len(rows), 0).long())
+
+    def expand(
+        self, level: Level, step: Float[Tensor, "rows d_vocab model"], depth: int
+    ) -> tuple[Level, tuple[Tensor, Tensor]] | None:
+        """Record the level's leaves and dropped mass; the next level and, for the forward
+        passes, which row each new prefix extends and with which token (None: done)."""
+        task, row = self.task, level.row
+        child = level.logp[:, None, :] + step
+        tok = torch.arange(step.shape[1])[None, :].expand(len(row), -1)
+        leaf = (tok == task.eos) | (depth == self.max_new - 1)
+        prob = child[..., 0].exp()
+        keep = ~leaf & (prob >= self.threshold)
+        if int(keep.sum()) > self.max_frontier:  # keep only the most probable prefixes
+            cut = prob[keep].topk(self.max_frontier).values[-1]
+            keep &= prob >= cut
+        drop = ~leaf & ~keep
+        self.residual.index_add_(
+            0, row[:, None].expand_as(tok)[drop], child[..., 0][drop].double().exp()
+        )
+        f, v = leaf.nonzero(as_tuple=True)
+        lt = torch.full((len(f), self.max_new), task.pad, dtype=torch.long)
+        lt[:, :depth] = level.prefix[f]
+        lt[:, depth] = v
+        self.leaves.append((row[f], lt, torch.full((len(f),), depth + 1), child[f, v]))
+        f, v = keep.nonzero(as_tuple=True)
+        if len(f) == 0:
+            return None
+        return Level(row[f], child[f, v], torch.cat([level.prefix[f], v[:, None]], 1)), (f, v)
+
+    def tree(self, prompts: Int[Tensor, " n_prompts"]) -> ResponseTree:
+        return ResponseTree(
+            prompts=prompts,
+            leaf_prompt=torch.cat([x[0] for x in self.leaves]),
+            tokens=torch.cat([x[1] for x in self.leaves]),
+            lengths=torch.cat([x[2] for x in self.leaves]),
+            logp=torch.cat([x[3] for x in self.leaves]),
+            residual=self.residual,
+            threshold=self.threshold,
+        )

@@ -82,9 +82,11 @@ def one_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any, indent: int | None = 1) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename). The file
-    gets the permissions the umask gives (0644 under umask 022), as any tool's would."""
+    gets the permissions the umask gives (0644 under umask 022), as any tool's would.
+    `indent=None` writes it on one line, twice as fast (json's C encoder): for files that
+    only programs read and that are rewritten often, such as a training log."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = _temp_name(path.parent, path.name)
@@ -95,7 +97,7 @@ def write_json(path: Path, obj: Any) -> None:
             continue
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True)
+            f.write(json.dumps(obj, indent=indent, allow_nan=True))
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:

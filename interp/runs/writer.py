@@ -198,7 +198,7 @@ class RunWriter:
         }
         # log first: if we die before the checkpoint lands, resuming truncates the log to
         # the previous checkpoint; the other order would lose rows.
-        files.write_json(self.rdir / files.LOG_FILE, self.log.columns)
+        files.write_json(self.rdir / files.LOG_FILE, self.log.columns, indent=None)
         steps.save_checkpoint(self.rdir, step, model, meta, optimizer_state)
         if drop_older:
             self.drop_older_states(step)
