@@ -88,8 +88,8 @@ def test_surgery_on_folders_swap_everything_gives_b(tmp_path, arch, capsys):
     assert surgery_main([*argv, "--mc-samples", "4", "--alphas", "3"]) == 0
     out = capsys.readouterr().out
     assert (
-        "Not computable here: ood_rate, error, ood_mass, gold_reward (the task prefs.jsonl has no judge"
-        in out
+        "Not computable here: ood_rate, error, ood_mass, gold_reward "
+        "(the task prefs.jsonl has no judge" in out
     )
     data = twin(tmp_path, "surgery")
     assert set(data["not_computable"]) == {"ood_rate", "error", "ood_mass", "gold_reward"}

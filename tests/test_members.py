@@ -4,10 +4,15 @@ import pytest
 import torch
 
 from interp.core.lean import Lean
-from interp.core.members import evaluate_members, forest_logprobs, greedy_members
+from interp.core.members import (
+    enumerate_members,
+    evaluate_members,
+    forest_logprobs,
+    greedy_members,
+)
 from interp.core.metrics import evaluate
 from interp.core.numberline import make_dataset
-from interp.core.sampling import greedy
+from interp.core.sampling import enumerate_responses, greedy
 from interp.core.scoring import greedy_kl, split_logprobs
 from interp.runs.names import PolicyKey
 from interp.runs.store import find_run
@@ -65,3 +70,28 @@ def test_evaluate_members_equals_evaluate(setup):
     same = got[0]  # the reference itself: log-ratios exactly 0, ties count as misses
     assert same["kl_exact"] == 0.0 and same["kl_greedy"] == 0.0
     assert same["acc"] == 0.0 and same["margin"] == 0.0
+
+
+def _leaves(tree):
+    """Each leaf keyed by (prompt, tokens), with its log-probs."""
+    keys = [
+        (int(tree.prompts[r]), tuple(t.tolist())) for r, t in zip(tree.leaf_prompt, tree.tokens)
+    ]
+    return dict(zip(keys, tree.logp))
+
+
+def test_enumerate_members_equals_one_tree_at_a_time(setup):
+    data, ref, members = setup
+    task, prompts = data.task, data.test.prompts
+    got = enumerate_members(
+        Lean.of(members), Lean.of([ref]), task, prompts, task.max_new_tokens, 1e-3
+    )
+    for e, m in enumerate(members):
+        want = enumerate_responses(m, task, prompts, task.max_new_tokens, 1e-3, score_with=[ref])
+        g, w = _leaves(got[e]), _leaves(want)
+        assert g.keys() == w.keys(), e  # the same leaves (no prefix here sits at the threshold)
+        torch.testing.assert_close(
+            torch.stack([g[k] for k in w]), torch.stack(list(w.values())), atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(got[e].residual, want.residual, atol=1e-6, rtol=0)
+    assert torch.equal(got[0].logp[:, 0], got[0].logp[:, 1])  # the reference is its own scorer
